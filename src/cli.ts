@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+// podwire's command line: one place that turns flags into calls and errors into one line and an exit code.
+import { Command } from 'commander';
+import { registerDemo } from './cli/demo.js';
+import { registerLab } from './cli/lab.js';
+
+const program = new Command('podwire')
+  .description('shows, for every pod on a node, how its network was wired')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+registerLab(program);
+registerDemo(program);
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`podwire: ${message}\n`);
+  process.exitCode = 1;
+});
