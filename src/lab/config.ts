@@ -124,11 +124,6 @@ export function subnetsOverlap(a: Subnet, b: Subnet): boolean {
   return (a.network & mask) >>> 0 === (b.network & mask) >>> 0;
 }
 
-/** How many addresses host-local can hand out: not the network, the broadcast, nor the gateway. */
-export function usableAddresses(subnet: Subnet): number {
-  return 2 ** (32 - subnet.prefix) - 3;
-}
-
 /** The default network list: the bridge plugin on the lab's bridge as the pods' gateway, host-local IPAM. */
 export function defaultConflist(subnet: Subnet, paths: LabPaths): string {
   const conflist = {
