@@ -150,7 +150,10 @@ function compileFailure(
   source: string,
   err: NodeJS.ErrnoException & { stderr?: string },
 ): string {
-  if (err.code === 'ENOENT') return `${cc} not found: apt-get install gcc libc6-dev`;
+  // EACCES from spawn: a PATH entry could not be searched (an unprivileged user's PATH naming root's dirs).
+  if (err.code === 'ENOENT' || (err.code === 'EACCES' && err.syscall?.startsWith('spawn'))) {
+    return `${cc} not found: apt-get install gcc libc6-dev`;
+  }
   const stderr = err.stderr ?? '';
   if (/cannot find -lc\b/.test(stderr)) {
     return `static libc not found (${cc} -static: cannot find -lc): apt-get install libc6-dev`;

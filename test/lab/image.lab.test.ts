@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPauseImage, type OciArchive } from '../../src/lab/image.js';
+import { isRoot, rootReason } from './node.js';
 
 const run = promisify(execFile);
 const reference = 'localhost/podwire/pause:lab';
@@ -78,7 +79,7 @@ function mountsUnder(dir: string): string[] {
     .sort((a, b) => b.length - a.length);
 }
 
-describe.skipIf(process.getuid?.() !== 0)('pause image import (needs root)', () => {
+describe.skipIf(!isRoot)(`pause image import${isRoot ? '' : ` (skipped: ${rootReason})`}`, () => {
   // Set in beforeAll, so that a skipped run leaves no temp dir behind.
   let dir = '';
   let socket = '';
