@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { registerDemo } from './cli/demo.js';
 import { registerLab } from './cli/lab.js';
+import { registerTrace } from './cli/trace.js';
 
 const program = new Command('podwire')
   .description('shows, for every pod on a node, how its network was wired')
@@ -10,6 +11,7 @@ const program = new Command('podwire')
   .showHelpAfterError();
 
 registerLab(program);
+registerTrace(program);
 registerDemo(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {

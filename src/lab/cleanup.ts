@@ -170,6 +170,13 @@ export async function cleanupHost(
   rmSync(paths.root, { recursive: true, force: true });
   rmSync(paths.state, { recursive: true, force: true });
   // Made by the runtime on the lab's behalf (shim socket dir, netns dir) when the machine had none: deepest first.
-  for (const dir of [...(record?.dirsCreated ?? [])].sort((a, b) => b.length - a.length))
+  // containerd and `ip netns add` turn the netns dir into a shared bind mount of itself; that goes too.
+  const mountPoints = new Set(mounts().map((m) => m.mountPoint));
+  for (const dir of [...(record?.dirsCreated ?? [])].sort((a, b) => b.length - a.length)) {
+    const real = dir.replace(/^\/var\/run\//, '/run/');
+    if (mountPoints.has(real) && readdirSync(real).length === 0) {
+      await command('umount', [real]).catch(() => undefined);
+    }
     removeEmptyDir(dir);
+  }
 }

@@ -2,6 +2,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CriClient } from '../cri/client.js';
+import { rfc3339Nanos } from '../time.js';
 import { cleanupHost, type Progress } from './cleanup.js';
 import {
   type ConflistFacts,
@@ -288,6 +289,8 @@ export interface LabPodStatus {
   ip: string | null;
   netns: string | null;
   createdAt: string | null;
+  /** Why the runtime could not report this pod's status, when it could not. */
+  error?: string;
 }
 
 export interface LabStatus {
@@ -304,13 +307,6 @@ export interface LabStatus {
   bridges: string[];
   subnets: string[];
   pods: LabPodStatus[];
-}
-
-/** Nanoseconds since the epoch as RFC 3339 with nanoseconds. */
-export function nanosToRfc3339(nanos: bigint): string {
-  const seconds = nanos / 1_000_000_000n;
-  const fraction = (nanos % 1_000_000_000n).toString().padStart(9, '0');
-  return `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.${fraction}Z`;
 }
 
 export async function labStatus(paths: LabPaths): Promise<LabStatus> {
@@ -338,7 +334,11 @@ export async function labStatus(paths: LabPaths): Promise<LabStatus> {
     status.containerdVersion = version.runtimeVersion;
     status.runtimeApiVersion = version.runtimeApiVersion;
     for (const sandbox of await client.listPodSandbox()) {
-      const { status: pod } = await client.podSandboxStatus(sandbox.id);
+      // One pod whose status the runtime cannot give (a half-removed sandbox) must not hide the others.
+      const pod = await client
+        .podSandboxStatus(sandbox.id)
+        .then((answer) => answer.status)
+        .catch((error: Error) => ({ ...sandbox, network: undefined, statusError: error.message }));
       status.pods.push({
         id: sandbox.id,
         name: pod.metadata?.name ?? '',
@@ -348,7 +348,8 @@ export async function labStatus(paths: LabPaths): Promise<LabStatus> {
         state: pod.state,
         ip: pod.network?.ip || null,
         netns: await sandboxNetns(client, sandbox.id).catch(() => null),
-        createdAt: pod.createdAt ? nanosToRfc3339(pod.createdAt) : null,
+        createdAt: pod.createdAt ? rfc3339Nanos(pod.createdAt) : null,
+        ...('statusError' in pod ? { error: pod.statusError } : {}),
       });
     }
   } finally {

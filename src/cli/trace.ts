@@ -1,0 +1,67 @@
+// `podwire trace` and `podwire replay`: the tracer from the command line.
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { replayFile } from '../replay.js';
+import { NdjsonSink } from '../sinks/ndjson.js';
+import { Tracer, traceDefaults } from '../trace.js';
+import { requireRoot } from './output.js';
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function registerTrace(program: Command): void {
+  program
+    .command('trace')
+    .description('trace pod network handshakes on this node; NDJSON on stdout')
+    .option('--json', 'NDJSON on stdout (the default when stdout is not a terminal)')
+    .option(
+      '--record <file>',
+      'also write the raw probe events to FILE, for podwire replay and bug reports',
+    )
+    .option(
+      '--runtime-binary <path>',
+      'a container runtime binary to probe (default: every running containerd)',
+      collect,
+    )
+    .option(
+      '--cni-bin-dir <dir>',
+      `a directory of CNI plugins (default: ${traceDefaults.cniBinDirs.join(', ')})`,
+      collect,
+    )
+    .action(
+      async (options: {
+        json?: boolean;
+        record?: string;
+        runtimeBinary?: string[];
+        cniBinDir?: string[];
+      }) => {
+        requireRoot('podwire trace');
+        const cniBinDirs =
+          options.cniBinDir ?? traceDefaults.cniBinDirs.filter((dir) => existsSync(dir));
+        const tracer = new Tracer(
+          {
+            cniBinDirs,
+            netnsDirs: traceDefaults.netnsDirs,
+            runtimeBinaries: options.runtimeBinary ?? [],
+            ...(options.record ? { record: options.record } : {}),
+          },
+          [new NdjsonSink(process.stdout)],
+        );
+        await tracer.start();
+        await new Promise<void>((resolve) => {
+          const stop = () => resolve();
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+        });
+        await tracer.stop();
+      },
+    );
+
+  program
+    .command('replay')
+    .description('replay a recording made with trace --record: the same records the live run gave')
+    .argument('<file>', 'the recording')
+    .option('--json', 'NDJSON on stdout')
+    .action(async (file: string) => {
+      await replayFile(file, [new NdjsonSink(process.stdout)]);
+    });
+}

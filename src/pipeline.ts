@@ -1,0 +1,124 @@
+// One path from bpftrace's raw lines to records, shared by live tracing and replay so that both give the same.
+import { Correlator, type CorrelatorOptions } from './correlate/correlator.js';
+import type { HandshakeRecord } from './correlate/record.js';
+import type { ProbeEvent } from './events.js';
+import { Assembler } from './probes/assemble.js';
+import { parseBpftraceLine } from './probes/lines.js';
+
+export interface PipelineCounters {
+  lines: number;
+  events: number;
+  lostEvents: number;
+  malformedLines: number;
+  assemblyProblems: number;
+}
+
+export interface PipelineOutput {
+  records: HandshakeRecord[];
+  /** One-line descriptions of input podwire could not use (malformed lines, lost events). */
+  problems: string[];
+  attached?: { source: string; probes: number };
+  lost?: number;
+}
+
+/** Events from different CPUs can arrive out of order by a little: hold each this long (event time) and sort. */
+const reorderWindowNs = 20_000_000n;
+
+export class Pipeline {
+  private assemblers = new Map<string, Assembler>();
+  private held: ProbeEvent[] = [];
+  private newestNs = 0n;
+  readonly correlator: Correlator;
+  readonly counters: PipelineCounters = {
+    lines: 0,
+    events: 0,
+    lostEvents: 0,
+    malformedLines: 0,
+    assemblyProblems: 0,
+  };
+
+  constructor(options: CorrelatorOptions) {
+    this.correlator = new Correlator(options);
+  }
+
+  /** One raw line of one bpftrace process (`source` names it: "kernel", "cri:/usr/bin/containerd"). */
+  push(source: string, raw: string): PipelineOutput {
+    const out: PipelineOutput = { records: [], problems: [] };
+    this.counters.lines++;
+    const parsed = parseBpftraceLine(raw);
+    switch (parsed.type) {
+      case 'probe': {
+        let assembler = this.assemblers.get(source);
+        if (!assembler) {
+          assembler = new Assembler();
+          this.assemblers.set(source, assembler);
+        }
+        const { events, problems } = assembler.push(parsed.line);
+        this.counters.assemblyProblems += problems.length;
+        out.problems.push(...problems);
+        this.hold(events, out);
+        break;
+      }
+      case 'attached':
+        out.attached = { source, probes: parsed.probes };
+        break;
+      case 'lost':
+        this.counters.lostEvents += parsed.count;
+        out.lost = parsed.count;
+        this.correlator.eventsLost();
+        break;
+      case 'malformed':
+        this.counters.malformedLines++;
+        out.problems.push(`unreadable line from bpftrace (${source}): ${parsed.why}`);
+        break;
+      case 'other':
+        break;
+    }
+    return out;
+  }
+
+  private hold(events: ProbeEvent[], out: PipelineOutput): void {
+    for (const event of events) {
+      this.held.push(event);
+      if (event.ns > this.newestNs) this.newestNs = event.ns;
+    }
+    if (this.held.length === 0) return;
+    const cutoff = this.newestNs - reorderWindowNs;
+    if (this.held.some((event) => event.ns <= cutoff)) this.release(cutoff, out);
+  }
+
+  private release(cutoff: bigint | null, out: PipelineOutput): void {
+    this.held.sort((a, b) => (a.ns < b.ns ? -1 : a.ns > b.ns ? 1 : 0));
+    let count = 0;
+    while (
+      count < this.held.length &&
+      (cutoff === null || (this.held[count] as ProbeEvent).ns <= cutoff)
+    )
+      count++;
+    const ready = this.held.splice(0, count);
+    for (const event of ready) {
+      this.counters.events++;
+      out.records.push(...this.correlator.push(event));
+    }
+  }
+
+  /** Releases what the reorder window holds (the live daemon calls it when input has been idle). */
+  drain(): PipelineOutput {
+    const out: PipelineOutput = { records: [], problems: [] };
+    this.release(null, out);
+    return out;
+  }
+
+  /** End of input: everything held and every open handshake. */
+  finish(): PipelineOutput {
+    const out: PipelineOutput = { records: [], problems: [] };
+    for (const assembler of this.assemblers.values()) {
+      const { events, problems } = assembler.flush();
+      out.problems.push(...problems);
+      this.held.push(...events);
+    }
+    this.release(null, out);
+    out.records.push(...this.correlator.flush());
+    return out;
+  }
+}

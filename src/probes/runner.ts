@@ -1,0 +1,105 @@
+// Runs one bpftrace program as a child process: its JSON lines as a stream, restarts with backoff when it dies.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export interface RunnerEvents {
+  /** A line of stdout, or a "Lost N events" line of stderr (bpftrace 0.17 puts it there). */
+  line(raw: string): void;
+  attached(probes: number): void;
+  /** bpftrace died or could not start: its last error lines, and whether it will be started again. */
+  died(message: string, restartInMs: number | null): void;
+}
+
+/** bpftrace's noise on this kind of machine: the memlock limit cannot be raised but BPF works anyway. */
+const noise =
+  /RLIMIT_MEMLOCK|ulimit -l|Attaching \d+ probe|WARNING: .*Addrspace|arithmetic on integers of different signs|^\s*[~^]+\s*$|^\s+\S.*$/;
+
+export class ProbeRunner {
+  private child: ChildProcess | null = null;
+  private stopping = false;
+  private restarts = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly dir: string;
+  private readonly file: string;
+  private stderrTail: string[] = [];
+
+  constructor(
+    readonly name: string,
+    program: string,
+    private readonly events: RunnerEvents,
+    private readonly bpftrace = 'bpftrace',
+  ) {
+    this.dir = mkdtempSync(join(tmpdir(), 'podwire-probe-'));
+    this.file = join(this.dir, `${name.replace(/[^\w.-]+/g, '_')}.bt`);
+    writeFileSync(this.file, program);
+  }
+
+  get restartCount(): number {
+    return this.restarts;
+  }
+
+  get pid(): number | null {
+    return this.child?.pid ?? null;
+  }
+
+  start(): void {
+    this.stderrTail = [];
+    // BPFTRACE_STRLEN on 0.17, BPFTRACE_MAX_STRLEN on 0.23+: the probes read strings in 199-byte chunks.
+    const env = { ...process.env, BPFTRACE_STRLEN: '200', BPFTRACE_MAX_STRLEN: '200' };
+    const child = spawn(this.bpftrace, ['-f', 'json', this.file], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (raw) => {
+      if (raw.startsWith('{"type": "attached_probes"')) {
+        const probes = Number(/"probes": (\d+)/.exec(raw)?.[1] ?? 0);
+        this.events.attached(probes);
+      }
+      this.events.line(raw);
+    });
+    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (raw) => {
+      if (/Lost \d+ events/.test(raw)) return this.events.line(raw);
+      if (noise.test(raw) || raw.trim() === '') return;
+      this.stderrTail.push(raw.trim());
+      if (this.stderrTail.length > 5) this.stderrTail.shift();
+    });
+    child.on('error', (error) =>
+      this.exited(`cannot run ${this.bpftrace}: ${error.message} (apt-get install bpftrace)`),
+    );
+    child.on('exit', (code, signal) => {
+      if (this.child === child)
+        this.exited(this.stderrTail.join(' | ') || `bpftrace exited (${signal ?? `code ${code}`})`);
+    });
+  }
+
+  private exited(message: string): void {
+    this.child = null;
+    if (this.stopping) return;
+    this.restarts++;
+    const delay = Math.min(30_000, 1_000 * 2 ** Math.min(this.restarts - 1, 5));
+    this.events.died(message, delay);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (!this.stopping) this.start();
+    }, delay);
+  }
+
+  /** SIGINT lets bpftrace detach cleanly; it is ended by the pid podwire started, never by name. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    const child = this.child;
+    if (child?.pid !== undefined && child.exitCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGINT');
+      const force = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(force);
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

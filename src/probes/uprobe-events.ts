@@ -1,0 +1,270 @@
+// CRI calls through the kernel's own uprobe events (tracefs uprobe_events): a plain uprobe on each handler's entry
+// and on every RET. bpftrace 0.17 as Debian builds it refuses uprobes inside a function ("compiled without
+// (k|u)probe offset support"), and uretprobes must never touch Go; tracefs has neither limit. Each hit becomes the
+// same cri_* line a bpftrace program would print, so recordings and the pipeline do not care which ran it.
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmdirSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import {
+  type CriMethod,
+  criCallLayout,
+  type GoFieldPath,
+  type RuntimeInspection,
+} from './runtime.js';
+
+export const tracefs = '/sys/kernel/tracing';
+
+/** The names the correlator reads in cri_arg lines, from the layout's field names. */
+const argName: Record<string, string> = {
+  podName: 'name',
+  podUid: 'uid',
+  podNamespace: 'namespace',
+  podSandboxId: 'sandbox_id',
+  containerId: 'container_id',
+};
+
+/** Fetch args for a Go string field: the bytes (tracefs reads up to a NUL, so the length cuts them) and its length. */
+function stringFetch(register: string, path: GoFieldPath, name: string): string {
+  let pointer = `%${register}`;
+  for (const offset of path.offsets.slice(0, -1)) pointer = `+${offset}(${pointer})`;
+  const last = path.offsets.at(-1) ?? 0;
+  return `${name}=+0(+${last}(${pointer})):string ${name}_len=+${last + 8}(${pointer}):u64`;
+}
+
+export interface EventDefinition {
+  event: string;
+  method: CriMethod;
+  side: 'in' | 'out';
+  line: string;
+}
+
+/** The uprobe_events lines for one binary; file offsets, as the kernel's uprobe events take them. */
+export function criEventDefinitions(
+  inspection: RuntimeInspection,
+  group: string,
+): EventDefinition[] {
+  const definitions: EventDefinition[] = [];
+  for (const point of inspection.points) {
+    const layout = criCallLayout(point.method, inspection.messageShift, point.kind);
+    const inArgs = ['g=%r14:x64'];
+    if (layout.requestRegister) {
+      for (const [field, path] of Object.entries(layout.requestFields)) {
+        const name = argName[field];
+        if (name && path.kind === 'string')
+          inArgs.push(stringFetch(layout.requestRegister, path, name));
+      }
+    }
+    const event = `${point.method}_in`;
+    definitions.push({
+      event,
+      method: point.method,
+      side: 'in',
+      line: `p:${group}/${event} ${inspection.binary}:0x${point.entryOffset.toString(16)} ${inArgs.join(' ')}`,
+    });
+    const outArgs = ['g=%r14:x64', `err=%${layout.errorRegister}:x64`];
+    const id = Object.entries(layout.responseFields).find(([, path]) => path.kind === 'string');
+    if (id) outArgs.push(stringFetch(layout.responseRegister, id[1], 'id'));
+    point.returnOffsets.forEach((offset, index) => {
+      const out = `${point.method}_out${index}`;
+      definitions.push({
+        event: out,
+        method: point.method,
+        side: 'out',
+        line: `p:${group}/${out} ${inspection.binary}:0x${offset.toString(16)} ${outArgs.join(' ')}`,
+      });
+    });
+  }
+  return definitions;
+}
+
+/** key=value pairs of a trace line; a quoted value runs to the quote that ends it before the next key. */
+function traceArgs(text: string): Record<string, string> {
+  const args: Record<string, string> = {};
+  const pattern = /(\w+)=("(?:[^"]|"(?! \w+=|$))*"|\S*)/g;
+  for (const match of text.matchAll(pattern)) {
+    const [, key, raw] = match;
+    if (key && raw !== undefined) args[key] = raw.startsWith('"') ? raw.slice(1, -1) : raw;
+  }
+  return args;
+}
+
+const stripHex = (value: string | undefined) => (value ?? '').replace(/^0x/, '');
+
+function cut(args: Record<string, string>, name: string): string {
+  const value = args[name] ?? '';
+  const length = Number(args[`${name}_len`]);
+  return Number.isFinite(length) && length >= 0 ? value.slice(0, length) : value;
+}
+
+/**
+ * One line of trace_pipe (trace_clock mono, so timestamps match bpftrace's nsecs) as podwire probe lines.
+ * `tgidOf` turns the thread id into its process id (tracefs does not always know it).
+ */
+export function traceLineToProbeLines(
+  raw: string,
+  definitions: Map<string, EventDefinition>,
+  tgidOf: (tid: number) => number,
+): string[] | string {
+  const match =
+    /^\s*.*?-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+\S+\s+(\d+)\.(\d+):\s+(\w+):\s+\(0x[0-9a-f]+\)(.*)$/.exec(
+      raw,
+    );
+  if (!match) return `not a uprobe event line: "${raw.slice(0, 80)}"`;
+  const [, tidText, seconds, fraction, event, rest] = match;
+  const definition = definitions.get(event ?? '');
+  if (!definition) return `unknown uprobe event ${event}`;
+  const tid = Number(tidText);
+  const pid = tgidOf(tid);
+  const ns =
+    BigInt(seconds ?? 0) * 1_000_000_000n + BigInt((fraction ?? '0').padEnd(9, '0').slice(0, 9));
+  const args = traceArgs(rest ?? '');
+  const g = stripHex(args.g);
+  const head = `${ns}\t${pid}\t${tid}`;
+  if (definition.side === 'out') {
+    const failed = stripHex(args.err).replace(/^0+/, '') !== '' ? 1 : 0;
+    return [
+      `cri_return\t${head}\t${definition.method}\t${g}\t${failed}\t${failed ? '' : cut(args, 'id')}`,
+    ];
+  }
+  const names = Object.keys(args).filter((key) => key !== 'g' && !key.endsWith('_len'));
+  return [
+    `cri_enter\t${head}\t${definition.method}\t${g}\t${names.length}`,
+    ...names.map((name) => `cri_arg\t${head}\t${g}\t${name}\t${cut(args, name)}`),
+  ];
+}
+
+function tgidOfThread(tid: number): number {
+  try {
+    const status = readFileSync(`/proc/${tid}/status`, 'utf8');
+    return Number(/^Tgid:\s+(\d+)/m.exec(status)?.[1] ?? tid);
+  } catch {
+    return tid;
+  }
+}
+
+/** Removes the uprobe events and trace instances of podwire daemons that died without cleaning up. */
+export function removeStaleGroups(): string[] {
+  const removed: string[] = [];
+  const events = readFileSync(join(tracefs, 'uprobe_events'), 'utf8');
+  const groups = new Set([...events.matchAll(/^p:(podwire_(\d+))\//gm)].map((m) => m[1] as string));
+  for (const group of groups) {
+    const pid = Number(group.slice('podwire_'.length));
+    if (existsSync(`/proc/${pid}`) && pid !== process.pid) continue;
+    removeGroup(group, events);
+    removed.push(group);
+  }
+  return removed;
+}
+
+function removeGroup(group: string, events: string): void {
+  const instance = join(tracefs, 'instances', group);
+  if (existsSync(instance)) {
+    try {
+      writeFileSync(join(instance, 'events', group, 'enable'), '0');
+    } catch {
+      // Not enabled there.
+    }
+    rmdirSync(instance);
+  }
+  for (const match of events.matchAll(new RegExp(`^p:${group}/(\\w+) `, 'gm'))) {
+    appendFileSync(join(tracefs, 'uprobe_events'), `-:${group}/${match[1]}\n`);
+  }
+}
+
+export interface UprobeRunnerEvents {
+  line(raw: string): void;
+  attached(probes: number): void;
+}
+
+/**
+ * Creates the events in a group of its own (podwire_<pid>), enables them in a trace instance of its own, and
+ * reads that instance's trace_pipe through `cat`, a child it can end by pid. stop() removes all of it.
+ */
+export class UprobeEventsRunner {
+  private reader: ChildProcess | null = null;
+  private readonly group = `podwire_${process.pid}`;
+  private readonly definitions: EventDefinition[];
+  private readonly byEvent: Map<string, EventDefinition>;
+  private readonly tgids = new Map<number, number>();
+
+  constructor(
+    readonly name: string,
+    inspection: RuntimeInspection,
+    private readonly events: UprobeRunnerEvents,
+  ) {
+    this.definitions = criEventDefinitions(inspection, this.group);
+    this.byEvent = new Map(this.definitions.map((d) => [d.event, d]));
+  }
+
+  private tgid(tid: number): number {
+    let tgid = this.tgids.get(tid);
+    if (tgid === undefined) {
+      tgid = tgidOfThread(tid);
+      if (this.tgids.size > 10_000) this.tgids.clear();
+      this.tgids.set(tid, tgid);
+    }
+    return tgid;
+  }
+
+  /** Creates and enables the events; returns why not, when they could not be. Hits wait in the buffer until read(). */
+  attach(): string | null {
+    const instance = join(tracefs, 'instances', this.group);
+    try {
+      for (const definition of this.definitions)
+        appendFileSync(join(tracefs, 'uprobe_events'), `${definition.line}\n`);
+      mkdirSync(instance, { recursive: true });
+      writeFileSync(join(instance, 'trace_clock'), 'mono');
+      writeFileSync(join(instance, 'events', this.group, 'enable'), '1');
+      return null;
+    } catch (error) {
+      const errorLog = join(tracefs, 'error_log');
+      const log = existsSync(errorLog)
+        ? readFileSync(errorLog, 'utf8').trim().split('\n').slice(-2).join(' | ')
+        : '';
+      this.cleanup();
+      return `cannot create uprobe events in ${tracefs}: ${(error as Error).message}${log ? ` (${log})` : ''}`;
+    }
+  }
+
+  /** Reads the instance's trace_pipe through `cat`, a child podwire ends by its pid. */
+  read(): void {
+    const reader = spawn('cat', [join(tracefs, 'instances', this.group, 'trace_pipe')], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    this.reader = reader;
+    createInterface({ input: reader.stdout as NodeJS.ReadableStream }).on('line', (raw) => {
+      const lines = traceLineToProbeLines(raw, this.byEvent, (tid) => this.tgid(tid));
+      if (typeof lines === 'string') return;
+      for (const data of lines)
+        this.events.line(JSON.stringify({ type: 'printf', data: `${data}\n` }));
+    });
+    this.events.attached(this.definitions.length);
+  }
+
+  private cleanup(): void {
+    try {
+      removeGroup(this.group, readFileSync(join(tracefs, 'uprobe_events'), 'utf8'));
+    } catch {
+      // tracefs gone (unmounted): nothing of ours is left in it.
+    }
+  }
+
+  async stop(): Promise<void> {
+    const reader = this.reader;
+    this.reader = null;
+    if (reader?.pid !== undefined && reader.exitCode === null) {
+      const exited = new Promise((resolve) => reader.once('exit', resolve));
+      reader.kill('SIGTERM');
+      await exited;
+    }
+    this.cleanup();
+  }
+}

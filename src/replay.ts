@@ -1,0 +1,64 @@
+// `podwire replay`: a recording through the same pipeline as the live run, so it gives the same records.
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import type { HandshakeRecord } from './correlate/record.js';
+import type { StatusEvent } from './events.js';
+import { Pipeline } from './pipeline.js';
+import type { Sink } from './sinks/ndjson.js';
+import type { RecordingHeader } from './trace.js';
+
+export async function replayFile(file: string, sinks: Sink[]): Promise<void> {
+  const emit = (record: HandshakeRecord | StatusEvent) => {
+    for (const sink of sinks) sink.write(record);
+  };
+  const lines = createInterface({
+    input: createReadStream(file),
+    crlfDelay: Number.POSITIVE_INFINITY,
+  });
+  let pipeline: Pipeline | null = null;
+  let lineNumber = 0;
+  for await (const text of lines) {
+    lineNumber++;
+    if (text.trim() === '') continue;
+    let parsed: { kind?: string; src?: unknown; raw?: unknown };
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      emit({
+        kind: 'status',
+        state: 'input-problem',
+        time: new Date().toISOString(),
+        message: `${file}:${lineNumber}: not JSON; skipped`,
+      });
+      continue;
+    }
+    if (!pipeline) {
+      if (parsed.kind !== 'podwire-recording') {
+        throw new Error(
+          `${file} is not a podwire recording (its first line has no "kind":"podwire-recording"): record one with podwire trace --record FILE`,
+        );
+      }
+      const header = parsed as unknown as RecordingHeader;
+      pipeline = new Pipeline({
+        clockOffsetNs: BigInt(header.clockOffsetNs),
+        criProbes: header.criProbes,
+        runtime: header.runtime,
+      });
+      continue;
+    }
+    if (typeof parsed.src !== 'string' || typeof parsed.raw !== 'string') {
+      emit({
+        kind: 'status',
+        state: 'input-problem',
+        time: new Date().toISOString(),
+        message: `${file}:${lineNumber}: no src/raw; skipped`,
+      });
+      continue;
+    }
+    const out = pipeline.push(parsed.src, parsed.raw);
+    for (const record of out.records) emit(record);
+  }
+  if (!pipeline) throw new Error(`${file} is empty: record one with podwire trace --record FILE`);
+  for (const record of pipeline.finish().records) emit(record);
+  for (const sink of sinks) await sink.close();
+}

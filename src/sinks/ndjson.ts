@@ -1,0 +1,24 @@
+// The NDJSON sink: one JSON object a line, the contract users' scripts read (DESIGN.md "Output contract").
+import type { Writable } from 'node:stream';
+import type { HandshakeRecord } from '../correlate/record.js';
+import type { StatusEvent } from '../events.js';
+
+export interface Sink {
+  write(record: HandshakeRecord | StatusEvent): void;
+  close(): Promise<void>;
+}
+
+export class NdjsonSink implements Sink {
+  constructor(private readonly stream: Writable) {}
+
+  write(record: HandshakeRecord | StatusEvent): void {
+    this.stream.write(`${JSON.stringify(record)}\n`);
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.stream === process.stdout) this.stream.write('', () => resolve());
+      else this.stream.end(() => resolve());
+    });
+  }
+}

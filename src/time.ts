@@ -1,0 +1,26 @@
+// Time as podwire prints it: RFC 3339 with nanoseconds, from kernel monotonic or epoch nanoseconds.
+
+/** Nanoseconds since the epoch as RFC 3339 UTC with all nine fractional digits. */
+export function rfc3339Nanos(epochNs: bigint): string {
+  const seconds = epochNs / 1_000_000_000n;
+  const fraction = (epochNs % 1_000_000_000n).toString().padStart(9, '0');
+  return `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.${fraction}Z`;
+}
+
+/**
+ * realtime - monotonic, measured now: kernel timestamps (CLOCK_MONOTONIC, as bpftrace's nsecs) plus this offset
+ * are wall-clock nanoseconds. Node's hrtime is CLOCK_MONOTONIC on Linux; performance's clock gives
+ * realtime to about a microsecond, so wall times are that exact while durations keep the kernel's nanoseconds.
+ */
+export function monotonicToRealtimeOffset(): bigint {
+  const before = process.hrtime.bigint();
+  const realtime = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+  const after = process.hrtime.bigint();
+  return realtime - (before + after) / 2n;
+}
+
+export const millis = (from: bigint, to: bigint): number => Number(to - from) / 1e6;
+
+/** bigint has no Math.min: the earliest and latest of a non-empty list of timestamps. */
+export const earliest = (values: bigint[]): bigint => values.reduce((a, b) => (b < a ? b : a));
+export const latest = (values: bigint[]): bigint => values.reduce((a, b) => (b > a ? b : a));

@@ -1,0 +1,220 @@
+// `podwire trace`: runs the probes on this node and sends every handshake and teardown to the sinks.
+import { createWriteStream, type WriteStream } from 'node:fs';
+import type { HandshakeRecord } from './correlate/record.js';
+import type { StatusEvent } from './events.js';
+import { Pipeline, type PipelineOutput } from './pipeline.js';
+import { runningRuntimes } from './probes/discover.js';
+import { defaultCniBinDirs, defaultNetnsDirs, kernelProgram } from './probes/program.js';
+import { ProbeRunner } from './probes/runner.js';
+import { inspectContainerd } from './probes/runtime.js';
+import { removeStaleGroups, UprobeEventsRunner } from './probes/uprobe-events.js';
+import type { Sink } from './sinks/ndjson.js';
+import { monotonicToRealtimeOffset } from './time.js';
+
+export interface TraceOptions {
+  cniBinDirs: string[];
+  /** Runtime binaries to probe; empty: every containerd running on the node, found by itself. */
+  runtimeBinaries: string[];
+  netnsDirs: string[];
+  record?: string;
+  bpftrace?: string;
+}
+
+/** The first line of a recording: what replay needs to give the same records as the live run. */
+export interface RecordingHeader {
+  kind: 'podwire-recording';
+  version: 1;
+  started: string;
+  clockOffsetNs: string;
+  criProbes: boolean;
+  runtime: string | null;
+  cniBinDirs: string[];
+}
+
+export function status(
+  state: StatusEvent['state'],
+  message: string,
+  details: Record<string, unknown> = {},
+): StatusEvent {
+  return { kind: 'status', state, time: new Date().toISOString(), message, ...details };
+}
+
+export class Tracer {
+  private runners: (ProbeRunner | UprobeEventsRunner)[] = [];
+  private pipeline!: Pipeline;
+  private recording: WriteStream | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private lastLineAt = 0;
+  private attached = new Set<string>();
+  private readyAnnounced = false;
+  readonly clockOffsetNs = monotonicToRealtimeOffset();
+
+  constructor(
+    private readonly options: TraceOptions,
+    private readonly sinks: Sink[],
+  ) {}
+
+  private emit(record: HandshakeRecord | StatusEvent): void {
+    for (const sink of this.sinks) sink.write(record);
+  }
+
+  private handle(output: PipelineOutput, source: string): void {
+    for (const record of output.records) this.emit(record);
+    if (output.lost)
+      this.emit(
+        status(
+          'events-lost',
+          `${source}: bpftrace lost ${output.lost} events; handshakes in flight are reported incomplete`,
+          { source, lost: output.lost, lostTotal: this.pipeline.counters.lostEvents },
+        ),
+      );
+    for (const problem of output.problems) this.emit(status('input-problem', problem, { source }));
+  }
+
+  private line(source: string, raw: string): void {
+    this.lastLineAt = Date.now();
+    this.recording?.write(`${JSON.stringify({ src: source, raw })}\n`);
+    this.handle(this.pipeline.push(source, raw), source);
+  }
+
+  private attachedOne(name: string, probes: number, restarts: number): void {
+    this.attached.add(name);
+    if (this.readyAnnounced) {
+      this.emit(
+        status('probe-restarted', `${name}: ${probes} probes attached again`, {
+          source: name,
+          probes,
+          restarts,
+        }),
+      );
+    } else if (this.attached.size === this.runners.length) {
+      this.readyAnnounced = true;
+      this.emit(
+        status('ready', `${this.attached.size} probe programs attached`, {
+          programs: [...this.attached],
+        }),
+      );
+    }
+  }
+
+  private startRunner(name: string, program: string): void {
+    const runner: ProbeRunner = new ProbeRunner(
+      name,
+      program,
+      {
+        line: (raw) => this.line(name, raw),
+        attached: (probes) => this.attachedOne(name, probes, runner.restartCount),
+        died: (message, restartInMs) => {
+          this.attached.delete(name);
+          this.emit(
+            status(
+              'probe-failed',
+              `${name}: ${message}${restartInMs ? `; restarting in ${restartInMs / 1000} s` : ''}`,
+              { source: name, restarts: runner.restartCount },
+            ),
+          );
+        },
+      },
+      this.options.bpftrace,
+    );
+    this.runners.push(runner);
+    runner.start();
+  }
+
+  /** Inspects the runtimes, then attaches everything; the `ready` status says when all is attached. */
+  async start(): Promise<void> {
+    for (const group of removeStaleGroups()) {
+      this.emit(
+        status('input-problem', `removed uprobe events left by a podwire that died (${group})`),
+      );
+    }
+    const binaries =
+      this.options.runtimeBinaries.length > 0
+        ? this.options.runtimeBinaries
+        : runningRuntimes().map((r) => r.binary);
+    const criRunners: UprobeEventsRunner[] = [];
+    for (const binary of binaries) {
+      const inspection = await inspectContainerd(binary);
+      if ('error' in inspection) {
+        this.emit(
+          status(
+            'runtime-unsupported',
+            `${inspection.error}; tracing goes on without CRI calls for it`,
+            { binary },
+          ),
+        );
+        continue;
+      }
+      this.emit(
+        status(
+          'runtime-found',
+          `containerd ${inspection.version ?? '(unknown version)'} at ${binary}: ${inspection.points.length} CRI methods probed`,
+          { binary, version: inspection.version, missing: inspection.missing },
+        ),
+      );
+      const name = `cri:${binary}`;
+      const runner = new UprobeEventsRunner(name, inspection, {
+        line: (raw) => this.line(name, raw),
+        attached: (probes) => this.attachedOne(name, probes, 0),
+      });
+      const failed = runner.attach();
+      if (failed)
+        this.emit(
+          status('probe-failed', `${name}: ${failed}; tracing goes on without CRI calls for it`, {
+            source: name,
+          }),
+        );
+      else criRunners.push(runner);
+    }
+    if (binaries.length === 0) {
+      this.emit(
+        status(
+          'runtime-unsupported',
+          'no containerd runs on this node: handshakes are built from kernel events alone (pass --runtime-binary to name one)',
+        ),
+      );
+    }
+    const criProbes = criRunners.length > 0;
+    this.pipeline = new Pipeline({
+      clockOffsetNs: this.clockOffsetNs,
+      criProbes,
+      runtime: 'containerd',
+    });
+    if (this.options.record) {
+      this.recording = createWriteStream(this.options.record);
+      const header: RecordingHeader = {
+        kind: 'podwire-recording',
+        version: 1,
+        started: new Date().toISOString(),
+        clockOffsetNs: this.clockOffsetNs.toString(),
+        criProbes,
+        runtime: 'containerd',
+        cniBinDirs: this.options.cniBinDirs,
+      };
+      this.recording.write(`${JSON.stringify(header)}\n`);
+    }
+    this.runners.push(...criRunners);
+    this.startRunner(
+      'kernel',
+      kernelProgram({ cniBinDirs: this.options.cniBinDirs, netnsDirs: this.options.netnsDirs }),
+    );
+    for (const runner of criRunners) runner.read();
+    // Events held for reordering are released once input has been idle for a moment.
+    this.idleTimer = setInterval(() => {
+      if (Date.now() - this.lastLineAt > 100) this.handle(this.pipeline.drain(), 'pipeline');
+    }, 100);
+  }
+
+  async stop(): Promise<void> {
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    await Promise.all(this.runners.map((runner) => runner.stop()));
+    this.handle(this.pipeline.finish(), 'pipeline');
+    this.emit(status('stopped', 'podwire stopped', { counters: this.pipeline.counters }));
+    await new Promise<void>((resolve) =>
+      this.recording ? this.recording.end(resolve) : resolve(),
+    );
+    for (const sink of this.sinks) await sink.close();
+  }
+}
+
+export const traceDefaults = { cniBinDirs: defaultCniBinDirs, netnsDirs: defaultNetnsDirs };
