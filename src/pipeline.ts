@@ -22,12 +22,13 @@ export interface PipelineOutput {
 }
 
 /** Events from different CPUs can arrive out of order by a little: hold each this long (event time) and sort. */
-const reorderWindowNs = 20_000_000n;
+const reorderWindowNs = 250_000_000n;
 
 export class Pipeline {
   private assemblers = new Map<string, Assembler>();
   private held: ProbeEvent[] = [];
   private newestNs = 0n;
+  private down = new Set<string>();
   readonly correlator: Correlator;
   readonly counters: PipelineCounters = {
     lines: 0,
@@ -100,6 +101,17 @@ export class Pipeline {
       this.counters.events++;
       out.records.push(...this.correlator.push(event));
     }
+  }
+
+  /**
+   * A probe program stopped (died, restarting) or came back. While any is down the correlator is blind to part
+   * of the node: what is in flight, and what starts meanwhile, cannot be reported complete.
+   */
+  probeState(source: string, up: boolean): void {
+    if (up) this.down.delete(source);
+    else this.down.add(source);
+    this.correlator.blind = this.down.size > 0;
+    if (!up) this.correlator.eventsLost();
   }
 
   /** Releases what the reorder window holds (the live daemon calls it when input has been idle). */

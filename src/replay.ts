@@ -46,6 +46,11 @@ export async function replayFile(file: string, sinks: Sink[]): Promise<void> {
       });
       continue;
     }
+    const meta = parsed as { probe?: unknown };
+    if (typeof parsed.src === 'string' && (meta.probe === 'up' || meta.probe === 'down')) {
+      pipeline.probeState(parsed.src, meta.probe === 'up');
+      continue;
+    }
     if (typeof parsed.src !== 'string' || typeof parsed.raw !== 'string') {
       emit({
         kind: 'status',

@@ -77,8 +77,15 @@ export class Tracer {
     this.handle(this.pipeline.push(source, raw), source);
   }
 
+  /** A probe program went down or came back: recorded too, so that a replay is as blind as the live run was. */
+  private probeState(name: string, up: boolean): void {
+    this.recording?.write(`${JSON.stringify({ src: name, probe: up ? 'up' : 'down' })}\n`);
+    this.pipeline.probeState(name, up);
+  }
+
   private attachedOne(name: string, probes: number, restarts: number): void {
     this.attached.add(name);
+    this.probeState(name, true);
     if (this.readyAnnounced) {
       this.emit(
         status('probe-restarted', `${name}: ${probes} probes attached again`, {
@@ -106,6 +113,7 @@ export class Tracer {
         attached: (probes) => this.attachedOne(name, probes, runner.restartCount),
         died: (message, restartInMs) => {
           this.attached.delete(name);
+          this.probeState(name, false);
           this.emit(
             status(
               'probe-failed',
@@ -194,6 +202,9 @@ export class Tracer {
       this.recording.write(`${JSON.stringify(header)}\n`);
     }
     this.runners.push(...criRunners);
+    // Until a program says it is attached, the pipeline knows it is blind to that part of the node.
+    for (const name of ['kernel', ...criRunners.map((runner) => runner.name)])
+      this.probeState(name, false);
     this.startRunner(
       'kernel',
       kernelProgram({ cniBinDirs: this.options.cniBinDirs, netnsDirs: this.options.netnsDirs }),

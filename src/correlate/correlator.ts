@@ -76,6 +76,8 @@ interface Sandbox {
   run: CriCall | null;
   netns: Netns | null;
   plugins: PluginRun[];
+  /** CNI DEL run by the runtime inside a RunPodSandbox that failed, to undo what ADD did. */
+  cleanup: PluginRun[];
   startBeginNs: bigint | null;
   startEndNs: bigint | null;
   startAttributes: Record<string, string | number | boolean>;
@@ -121,8 +123,8 @@ export class Correlator {
   private netnsOwners = new Map<string, string>();
   private nowNs = 0n;
   private lastSweepNs = 0n;
-  /** What the events could not tell: counted and named for status lines. */
-  readonly problems: string[] = [];
+  /** True while a probe program is down: sandboxes seen meanwhile may miss steps, so none is reported complete. */
+  blind = false;
 
   constructor(options: CorrelatorOptions) {
     this.options = {
@@ -307,12 +309,13 @@ export class Correlator {
       run: null,
       netns: null,
       plugins: [],
+      cleanup: [],
       startBeginNs: null,
       startEndNs: null,
       startAttributes: {},
       firstNs: ns,
       lastNs: ns,
-      lostEvents: false,
+      lostEvents: this.blind,
       done: false,
     };
     this.sandboxes.push(sandbox);
@@ -416,7 +419,7 @@ export class Correlator {
         netnsPath: null,
         firstNs: ns,
         lastNs: ns,
-        lostEvents: false,
+        lostEvents: this.blind,
       };
       this.teardowns.set(id, teardown);
     }
@@ -477,6 +480,18 @@ export class Correlator {
     const env = cniEnvironment(plugin.env);
     const command = env.command;
     if (!env.containerId || (command !== ADD && command !== DEL)) return;
+    const inFlight = this.byId.get(env.containerId);
+    if (
+      command === DEL &&
+      inFlight &&
+      !inFlight.done &&
+      this.options.criProbes &&
+      inFlight.run === null
+    ) {
+      inFlight.cleanup.push(plugin);
+      this.touch(inFlight, ns);
+      return;
+    }
     if (command === DEL) {
       const teardown = this.teardownFor(env.containerId, plugin.startNs);
       teardown.plugins.push(plugin);
@@ -658,7 +673,16 @@ class HandshakeBuilder {
     if (errorReply?.errnoName) attributes['podwire.netlink.errno_name'] = errorReply.errnoName;
     if (request.extack) attributes['podwire.netlink.extack'] = request.extack;
     const phase = this.add(name, request.sendNs, request.endNs, parentId, attributes);
-    if (request.errno !== null && request.errno !== 0 && (plugin.exitCode ?? 0) !== 0) {
+    // A plugin tolerates some errors (EEXIST on its bridge); only the last request of a plugin that failed
+    // without a failing IPAM child is taken as the cause.
+    const failedChild = plugin.children.some((child) => (child.exitCode ?? 0) !== 0);
+    const causal =
+      request.errno !== null &&
+      request.errno !== 0 &&
+      (plugin.exitCode ?? 0) !== 0 &&
+      !failedChild &&
+      plugin.requests.at(-1) === request;
+    if (causal) {
       this.fail(
         phase,
         `${errorReply?.errnoName ?? `errno ${request.errno}`}${request.extack ? `: ${request.extack}` : ''}`,
@@ -706,6 +730,8 @@ class HandshakeBuilder {
     }
     const ordered = [...sandbox.plugins].sort((a, b) => (a.startNs < b.startNs ? -1 : 1));
     for (const plugin of ordered) this.pluginPhases(plugin, ADD, rootId, 1, facts);
+    const cleanupFacts = newFacts(null);
+    for (const plugin of sandbox.cleanup) this.pluginPhases(plugin, DEL, rootId, 1, cleanupFacts);
     if (sandbox.startBeginNs !== null || sandbox.startEndNs !== null) {
       this.add(
         'sandbox start',
@@ -834,6 +860,11 @@ class HandshakeBuilder {
       primary.startNs < (loopback.endNs ?? loopback.startNs)
     ) {
       deviations.push(`cni ADD loopback ran in parallel with cni ADD ${primary.name}`);
+    }
+    if (sandbox.plugins.length === 0) {
+      deviations.push(
+        'no CNI plugin was seen for this sandbox (host network, or plugins outside the CNI bin dirs podwire watches)',
+      );
     }
     const names = new Set(this.phases.map((phase) => phase.name));
     if (names.has('veth create') && !names.has('veth move'))

@@ -33,6 +33,10 @@ export function prefixFilter(argument: string, prefixes: string[]): string {
     .join(' || ');
 }
 
+/** Printed once every probe is attached (bpftrace fires BEGIN after attaching): the runner's ready signal. */
+export const readyLine = 'podwire_ready';
+const readyProbe = `BEGIN { printf("${readyLine}\\n"); }`;
+
 export interface KernelProgramOptions {
   cniBinDirs: string[];
   netnsDirs: string[];
@@ -47,7 +51,7 @@ export function kernelProgram(options: KernelProgramOptions): string {
   const program = kernelFragments
     .map((name) => readFileSync(join(dir, `${name}.bt`), 'utf8'))
     .join('\n');
-  return program
+  return `${program}\n${readyProbe}\n`
     .replaceAll('{{CNI_BIN_FILTER}}', prefixFilter('args->filename', binDirs))
     .replaceAll('{{NETNS_DIR_FILTER_MOUNT}}', prefixFilter('args->dir_name', netnsDirs))
     .replaceAll('{{NETNS_DIR_FILTER_UMOUNT}}', prefixFilter('args->name', netnsDirs));

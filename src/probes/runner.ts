@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { readyLine } from './program.js';
 
 export interface RunnerEvents {
   /** A line of stdout, or a "Lost N events" line of stderr (bpftrace 0.17 puts it there). */
@@ -54,11 +55,12 @@ export class ProbeRunner {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
+    let probes = 0;
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (raw) => {
-      if (raw.startsWith('{"type": "attached_probes"')) {
-        const probes = Number(/"probes": (\d+)/.exec(raw)?.[1] ?? 0);
-        this.events.attached(probes);
-      }
+      // bpftrace announces the count before attaching; the BEGIN line says every probe is attached.
+      if (raw.startsWith('{"type": "attached_probes"'))
+        probes = Number(/"probes": (\d+)/.exec(raw)?.[1] ?? 0);
+      if (raw.includes(readyLine)) return this.events.attached(probes);
       this.events.line(raw);
     });
     createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (raw) => {
