@@ -66,7 +66,10 @@ export class Pipeline {
       case 'lost':
         this.counters.lostEvents += parsed.count;
         out.lost = parsed.count;
-        this.correlator.eventsLost();
+        // The lost events were among those held or about to come: every handshake in flight up to a window
+        // past the newest event seen may miss one.
+        this.release(null, out);
+        this.correlator.eventsLost(this.newestNs + reorderWindowNs);
         break;
       case 'malformed':
         this.counters.malformedLines++;

@@ -148,10 +148,14 @@ export class Correlator {
   }
 
   /** Events were lost: every sandbox in flight may miss a step, so none of them can be reported as complete. */
-  eventsLost(): void {
+  eventsLost(untilNs = this.nowNs): void {
     for (const sandbox of this.sandboxes) if (!sandbox.done) sandbox.lostEvents = true;
     for (const teardown of this.teardowns.values()) teardown.lostEvents = true;
+    if (untilNs > this.lostUntilNs) this.lostUntilNs = untilNs;
   }
+
+  /** Sandboxes that start before this may have lost events too: bpftrace reports a loss after the fact. */
+  private lostUntilNs = 0n;
 
   /** The end of input (exit, end of a recording): everything still open is reported as it stands. */
   flush(): HandshakeRecord[] {
@@ -315,7 +319,7 @@ export class Correlator {
       startAttributes: {},
       firstNs: ns,
       lastNs: ns,
-      lostEvents: this.blind,
+      lostEvents: this.blind || ns <= this.lostUntilNs,
       done: false,
     };
     this.sandboxes.push(sandbox);
@@ -419,7 +423,7 @@ export class Correlator {
         netnsPath: null,
         firstNs: ns,
         lastNs: ns,
-        lostEvents: this.blind,
+        lostEvents: this.blind || ns <= this.lostUntilNs,
       };
       this.teardowns.set(id, teardown);
     }

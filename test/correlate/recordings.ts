@@ -1,0 +1,43 @@
+// Replays a real recording through the same pipeline as `podwire replay`, optionally edited first.
+import { readFileSync } from 'node:fs';
+import type { HandshakeRecord } from '../../src/correlate/record.js';
+import { Pipeline } from '../../src/pipeline.js';
+import type { RecordingHeader } from '../../src/trace.js';
+
+export interface RecordingLine {
+  src?: string;
+  raw?: string;
+  probe?: 'up' | 'down';
+}
+
+export function readRecording(name: string): { header: RecordingHeader; lines: RecordingLine[] } {
+  const text = readFileSync(new URL(`../fixtures/recordings/${name}`, import.meta.url), 'utf8');
+  const [first, ...rest] = text.trim().split('\n');
+  return {
+    header: JSON.parse(first ?? '{}') as RecordingHeader,
+    lines: rest.map((line) => JSON.parse(line) as RecordingLine),
+  };
+}
+
+export function replay(header: RecordingHeader, lines: RecordingLine[]): HandshakeRecord[] {
+  const pipeline = new Pipeline({
+    clockOffsetNs: BigInt(header.clockOffsetNs),
+    criProbes: header.criProbes,
+    runtime: header.runtime,
+  });
+  const records: HandshakeRecord[] = [];
+  for (const line of lines) {
+    if (line.src && line.probe) pipeline.probeState(line.src, line.probe === 'up');
+    else if (line.src && line.raw !== undefined)
+      records.push(...pipeline.push(line.src, line.raw).records);
+  }
+  records.push(...pipeline.finish().records);
+  return records;
+}
+
+/** The printf data of a recorded bpftrace line, or null for other lines. */
+export function printfData(line: RecordingLine): string | null {
+  if (!line.raw?.startsWith('{')) return null;
+  const parsed = JSON.parse(line.raw) as { type?: string; data?: string };
+  return parsed.type === 'printf' ? (parsed.data ?? null) : null;
+}

@@ -1,0 +1,150 @@
+// Probe lines to events: chunked strings and buffers joined as the probes printed them (lines from a real recording).
+import { describe, expect, it } from 'vitest';
+import { decodeNetlink } from '../../src/decode/rtnetlink.js';
+import type { ProbeEvent } from '../../src/events.js';
+import { Assembler } from '../../src/probes/assemble.js';
+import { parseBpftraceLine, parseProbeLine } from '../../src/probes/lines.js';
+import { printfData, readRecording } from '../correlate/recordings.js';
+
+const { lines } = readRecording('ten-pods.ndjson');
+
+function assemble(datas: string[]): { events: ProbeEvent[]; problems: string[] } {
+  const assembler = new Assembler();
+  const events: ProbeEvent[] = [];
+  const problems: string[] = [];
+  for (const data of datas) {
+    const line = parseProbeLine(data);
+    if (typeof line === 'string') throw new Error(line);
+    const out = assembler.push(line);
+    events.push(...out.events);
+    problems.push(...out.problems);
+  }
+  const rest = assembler.flush();
+  return { events: [...events, ...rest.events], problems: [...problems, ...rest.problems] };
+}
+
+const kernelData = lines
+  .filter((line) => line.src === 'kernel')
+  .flatMap((line) => printfData(line) ?? []);
+
+describe('assembling recorded probe lines', () => {
+  const { events, problems } = assemble(kernelData);
+
+  it('reads every line of the recording without a problem', () => {
+    expect(problems).toEqual([]);
+    expect(events.length).toBeGreaterThan(500);
+  });
+
+  it('joins CNI_ARGS from its 199-byte chunks into the whole value', () => {
+    const args = events.filter((e) => e.kind === 'cni_env' && e.name === 'CNI_ARGS');
+    expect(args.length).toBeGreaterThan(0);
+    for (const event of args) {
+      if (event.kind !== 'cni_env') continue;
+      const pairs = event.value.split(';').sort();
+      expect(pairs.map((p) => p.split('=')[0])).toEqual(
+        [
+          'IgnoreUnknown',
+          'K8S_POD_INFRA_CONTAINER_ID',
+          'K8S_POD_NAME',
+          'K8S_POD_NAMESPACE',
+          'K8S_POD_UID',
+        ].sort(),
+      );
+      expect(event.value).toMatch(/K8S_POD_INFRA_CONTAINER_ID=[0-9a-f]{64}(;|$)/);
+    }
+  });
+
+  it('keeps a short variable whole and drops what the probe read past its end', () => {
+    const commands = events.filter((e) => e.kind === 'cni_env' && e.name === 'CNI_COMMAND');
+    expect(new Set(commands.map((e) => (e.kind === 'cni_env' ? e.value : '')))).toEqual(
+      new Set(['ADD', 'DEL']),
+    );
+  });
+
+  it('joins a netlink reply longer than one chunk and decodes it', () => {
+    const long = events.find((e) => e.kind === 'nl_recv' && e.length > 192);
+    expect(long?.kind).toBe('nl_recv');
+    if (long?.kind !== 'nl_recv') return;
+    expect(long.bytes.length).toBe(384);
+    const [reply] = decodeNetlink(long.bytes, long.length);
+    expect(reply?.typeName).toBe('RTM_NEWLINK');
+    expect(reply?.truncated).toBe(true);
+  });
+
+  it('cuts the plugin stdout at the length written and keeps the JSON whole', () => {
+    const outputs = events.filter((e) => e.kind === 'cni_out');
+    expect(outputs.length).toBeGreaterThan(0);
+    for (const event of outputs) {
+      if (event.kind !== 'cni_out') continue;
+      expect(event.bytes.length).toBe(Math.min(event.length, 768));
+      if (event.length <= 768)
+        expect(() => JSON.parse(Buffer.from(event.bytes).toString())).not.toThrow();
+    }
+  });
+
+  it("splits shim and runc argv, with the sandbox id as runc create's last argument", () => {
+    const creates = events.filter((e) => e.kind === 'sb_exec' && e.argv.includes('create'));
+    expect(creates).toHaveLength(10);
+    for (const event of creates)
+      if (event.kind === 'sb_exec') expect(event.argv.at(-1)).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe('lines that do not fit', () => {
+  it('reports a chunk that arrives without the ones before it', () => {
+    const { events, problems } = assemble(['nl_send\t5\t1\t1\t3\t300\t4026531833\t1\t\\x00\\x01']);
+    expect(events).toEqual([]);
+    expect(problems).toEqual(['nl_send chunk 1 of pid 1 arrived without the chunks before it']);
+  });
+
+  it('emits a cut buffer when the next one starts on the same thread (its tail was lost)', () => {
+    const { events } = assemble([
+      'nl_send\t5\t1\t1\t3\t300\t4026531833\t0\t\\x10\\x00',
+      'nl_send\t6\t1\t1\t3\t20\t4026531833\t0\t\\x14\\x00',
+    ]);
+    expect(events.map((e) => e.ns)).toEqual([5n, 6n]);
+  });
+
+  it('says what is wrong with an unreadable bpftrace line instead of throwing', () => {
+    expect(parseBpftraceLine('not json')).toMatchObject({ type: 'malformed', why: 'not JSON' });
+    expect(parseBpftraceLine('{"type": "printf", "data": "x\\t1"}')).toMatchObject({
+      type: 'malformed',
+    });
+    expect(
+      parseBpftraceLine('{"type": "printf", "data": "cni_exit\\tabc\\t1\\t1\\t0"}'),
+    ).toMatchObject({
+      type: 'malformed',
+      why: 'cni_exit: timestamp "abc" is not a number',
+    });
+    expect(parseBpftraceLine('Lost 7 events')).toEqual({ type: 'lost', count: 7 });
+    expect(parseBpftraceLine('')).toEqual({ type: 'other', text: '' });
+  });
+
+  it('never throws on random lines', () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const tags = [
+      'cni_exec',
+      'cni_env',
+      'nl_send',
+      'nl_recv',
+      'sb_exec',
+      'cri_enter',
+      'cri_arg',
+      'cri_return',
+      'bogus',
+    ];
+    const assembler = new Assembler();
+    for (let i = 0; i < 5000; i++) {
+      const fields = Array.from({ length: Math.floor(random() * 10) }, () =>
+        String(Math.floor(random() * 1000)),
+      );
+      const data = [tags[Math.floor(random() * tags.length)], ...fields].join('\t');
+      const line = parseProbeLine(data);
+      if (typeof line !== 'string') expect(() => assembler.push(line)).not.toThrow();
+    }
+  });
+});

@@ -1,0 +1,252 @@
+// podwire trace on the real lab: every pod the kubelet-like client creates gets one record that agrees with CRI and `ip`.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HandshakeRecord, PhaseRecord } from '../src/correlate/record.js';
+import {
+  bridge,
+  hostLinks,
+  type IpLink,
+  ip,
+  isRoot,
+  labState,
+  podwire,
+  rootReason,
+} from './lab/node.js';
+
+interface Created {
+  pods: {
+    name: string;
+    namespace: string;
+    uid: string;
+    sandboxId: string | null;
+    ip: string | null;
+    netns: string | null;
+    error: string | null;
+  }[];
+}
+
+type Line = HandshakeRecord | { kind: 'status'; state: string; message: string };
+
+class Trace {
+  readonly lines: Line[] = [];
+  private child: ChildProcess;
+  exitCode: Promise<number | null>;
+
+  constructor(record: string) {
+    this.child = spawn('node', ['dist/src/cli.js', 'trace', '--record', record], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let buffer = '';
+    this.child.stdout?.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const parts = buffer.split('\n');
+      buffer = parts.pop() ?? '';
+      for (const part of parts) if (part.trim()) this.lines.push(JSON.parse(part) as Line);
+    });
+    this.exitCode = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+  }
+
+  records(kind: 'handshake' | 'teardown'): HandshakeRecord[] {
+    return this.lines.filter((line): line is HandshakeRecord => line.kind === kind);
+  }
+
+  async waitFor(what: string, done: () => boolean, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!done()) {
+      if (Date.now() > deadline)
+        throw new Error(
+          `timed out waiting for ${what}; trace said: ${JSON.stringify(this.lines.filter((l) => l.kind === 'status'))}`,
+        );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** SIGINT to the pid we started: flush and exit 0. */
+  stop(): Promise<number | null> {
+    if (this.child.exitCode === null) this.child.kill('SIGINT');
+    return this.exitCode;
+  }
+}
+
+const phase = (record: HandshakeRecord, name: string) => record.phases.find((p) => p.name === name);
+const required = [
+  'cri RunPodSandbox',
+  'netns create',
+  'cni ADD loopback',
+  'cni ADD bridge',
+  'ipam host-local',
+  'veth create',
+  'bridge attach',
+  'addr add',
+  'route add',
+  'sandbox start',
+];
+
+describe.skipIf(!isRoot)(
+  `podwire trace on the lab${isRoot ? '' : ` (skipped: ${rootReason})`}`,
+  () => {
+    const scratch = mkdtempSync(join(tmpdir(), 'podwire-trace-test-'));
+    const recording = join(scratch, 'run.ndjson');
+    let trace: Trace;
+    let created: Created;
+
+    beforeAll(async () => {
+      if (existsSync(labState))
+        throw new Error(
+          `a lab is already up or was left behind (${labState}): run podwire lab down first`,
+        );
+      const up = await podwire('lab', 'up');
+      if (up.code !== 0) throw new Error(`lab up failed: ${up.stderr}`);
+      trace = new Trace(recording);
+      await trace.waitFor('the ready status', () =>
+        trace.lines.some((l) => l.kind === 'status' && l.state === 'ready'),
+      );
+    });
+
+    afterAll(async () => {
+      await trace?.stop();
+      await podwire('lab', 'down');
+      rmSync(scratch, { recursive: true, force: true });
+    });
+
+    it('says it is ready only after every probe is attached, and names the runtime it found', () => {
+      const statuses = trace.lines.filter((l) => l.kind === 'status');
+      expect(
+        statuses.some((s) => s.state === 'runtime-found' && /containerd/.test(s.message)),
+      ).toBe(true);
+      expect(
+        trace.lines.findIndex((l) => l.kind === 'status' && l.state === 'ready'),
+      ).toBeGreaterThanOrEqual(0);
+      expect(trace.records('handshake')).toEqual([]);
+    });
+
+    it('gives exactly one handshake per pod for 10 pods created 5 at a time, agreeing with CRI and ip', async () => {
+      const result = await podwire(
+        'lab',
+        'pods',
+        'create',
+        '--count',
+        '10',
+        '--parallel',
+        '5',
+        '--json',
+      );
+      expect(result.code, result.stderr).toBe(0);
+      created = JSON.parse(result.stdout) as Created;
+      await trace.waitFor('10 handshakes', () => trace.records('handshake').length >= 10);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const records = trace.records('handshake');
+      expect(records).toHaveLength(10);
+      const links = await hostLinks();
+      for (const pod of created.pods) {
+        const record = records.find((r) => r.sandboxId === pod.sandboxId) as HandshakeRecord;
+        expect(record, `a record for ${pod.name}`).toBeDefined();
+        expect(record.outcome, JSON.stringify(record.error)).toBe('ok');
+        expect(record.pod).toEqual({ namespace: pod.namespace, name: pod.name, uid: pod.uid });
+        expect(record.podIP?.split('/')[0], 'the IP PodSandboxStatus reports').toBe(pod.ip);
+        expect(record.netns).toBe(pod.netns);
+        // The host veth podwire names is enslaved to the lab bridge, and its peer is eth0 in this pod's netns.
+        const host = links.find((link) => link.ifname === record.hostVeth) as IpLink;
+        expect(host?.master, `${record.hostVeth} on ${bridge}`).toBe(bridge);
+        const [eth0] = (await ip(
+          '-n',
+          (pod.netns ?? '').split('/').pop() ?? '',
+          '-d',
+          'link',
+          'show',
+          'eth0',
+        )) as IpLink[];
+        expect(eth0?.link_index, 'eth0 peer is the host veth').toBe(host.ifindex);
+        expect(record.podInterface).toBe('eth0');
+        const root = phase(record, 'cri RunPodSandbox') as PhaseRecord;
+        for (const name of required) {
+          const seen = phase(record, name);
+          expect(seen, `${pod.name}: ${name}`).toBeDefined();
+          expect(
+            (seen as PhaseRecord).start >= root.start &&
+              ((seen as PhaseRecord).end ?? '') <= (root.end ?? ''),
+            `${name} inside RunPodSandbox`,
+          ).toBe(true);
+        }
+      }
+    });
+
+    it('gives one teardown per deleted pod', async () => {
+      const deleted = await podwire('lab', 'pods', 'delete', '--all');
+      expect(deleted.code, deleted.stderr).toBe(0);
+      await trace.waitFor('10 teardowns', () => trace.records('teardown').length >= 10);
+      const teardowns = trace.records('teardown');
+      expect(teardowns).toHaveLength(10);
+      expect(teardowns.map((t) => t.sandboxId).sort()).toEqual(
+        created.pods.map((p) => p.sandboxId).sort(),
+      );
+      for (const record of teardowns) {
+        expect(record.outcome).toBe('ok');
+        expect(record.phases.map((p) => p.name)).toEqual(
+          expect.arrayContaining([
+            'cri StopPodSandbox',
+            'cni DEL bridge',
+            'netns delete',
+            'cri RemovePodSandbox',
+          ]),
+        );
+      }
+    });
+
+    it('reports the pod that gets no address as failed, naming the plugin and its message, the others ok', async () => {
+      expect((await podwire('lab', 'down')).code).toBe(0);
+      const config = JSON.parse(readFileSync('test/lab/fixtures/tiny-range.conflist', 'utf8')) as {
+        plugins: { ipam: { dataDir: string } }[];
+      };
+      (config.plugins[0] as { ipam: { dataDir: string } }).ipam.dataDir = join(scratch, 'ipam');
+      writeFileSync(join(scratch, 'tiny.conflist'), JSON.stringify(config));
+      expect(
+        (await podwire('lab', 'up', '--cni-config', join(scratch, 'tiny.conflist'))).code,
+      ).toBe(0);
+      const before = trace.records('handshake').length;
+      const result = await podwire(
+        'lab',
+        'pods',
+        'create',
+        '--count',
+        '3',
+        '--parallel',
+        '1',
+        '--json',
+      );
+      const pods = (JSON.parse(result.stdout) as Created).pods;
+      await trace.waitFor(
+        '3 more handshakes',
+        () => trace.records('handshake').length >= before + 3,
+      );
+      const records = trace.records('handshake').slice(before);
+      expect(records.filter((r) => r.outcome === 'ok')).toHaveLength(2);
+      const failed = records.find((r) => r.outcome === 'failed') as HandshakeRecord;
+      expect(failed.pod.name).toBe(pods.find((p) => p.error)?.name);
+      expect(failed.error?.phase).toBe('ipam host-local');
+      expect(failed.error?.message).toMatch(/no IP addresses available/);
+    });
+
+    it('stops cleanly on SIGINT, and a replay of its recording gives the same records', async () => {
+      expect(await trace.stop()).toBe(0);
+      expect(readFileSync('/sys/kernel/tracing/uprobe_events', 'utf8')).not.toMatch(/podwire_/);
+      const replayed = await new Promise<string>((resolve, reject) => {
+        const child = spawn('node', ['dist/src/cli.js', 'replay', recording, '--json'], {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        let out = '';
+        child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+        child.once('exit', (code) =>
+          code === 0 ? resolve(out) : reject(new Error(`replay exited ${code}`)),
+        );
+      });
+      const records = (text: string) =>
+        text.split('\n').filter((l) => l.trim() && !l.includes('"kind":"status"'));
+      const live = trace.lines.filter((l) => l.kind !== 'status').map((l) => JSON.stringify(l));
+      expect(records(replayed)).toEqual(live);
+    });
+  },
+);
