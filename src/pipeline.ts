@@ -117,6 +117,11 @@ export class Pipeline {
     if (!up) this.correlator.eventsLost();
   }
 
+  /** A runtime's CRI probes were attached after start: handshakes from now on end at the CRI return. */
+  setCriProbes(on: boolean): void {
+    this.correlator.criProbes = on;
+  }
+
   /** Releases what the reorder window holds (the live daemon calls it when input has been idle). */
   drain(): PipelineOutput {
     const out: PipelineOutput = { records: [], problems: [] };

@@ -46,7 +46,11 @@ export async function replayFile(file: string, sinks: Sink[]): Promise<void> {
       });
       continue;
     }
-    const meta = parsed as { probe?: unknown };
+    const meta = parsed as { probe?: unknown; cri?: unknown };
+    if (typeof meta.cri === 'boolean') {
+      pipeline.setCriProbes(meta.cri);
+      continue;
+    }
     if (typeof parsed.src === 'string' && (meta.probe === 'up' || meta.probe === 'down')) {
       pipeline.probeState(parsed.src, meta.probe === 'up');
       continue;

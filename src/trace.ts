@@ -40,12 +40,17 @@ export function status(
 }
 
 export class Tracer {
-  private runners: (ProbeRunner | UprobeEventsRunner)[] = [];
+  private runners: ProbeRunner[] = [];
   private pipeline!: Pipeline;
   private recording: WriteStream | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
   private lastLineAt = 0;
   private attached = new Set<string>();
+  private criRunners = new Map<string, UprobeEventsRunner>();
+  private unsupported = new Set<string>();
+  private nextRuntimeIndex = 0;
+  private rescanTimer: NodeJS.Timeout | null = null;
+  private rescanning = false;
   private readyAnnounced = false;
   readonly clockOffsetNs = monotonicToRealtimeOffset();
 
@@ -94,7 +99,7 @@ export class Tracer {
           restarts,
         }),
       );
-    } else if (this.attached.size === this.runners.length) {
+    } else if (this.attached.size === this.runners.length + this.criRunners.size) {
       this.readyAnnounced = true;
       this.emit(
         status('ready', `${this.attached.size} probe programs attached`, {
@@ -129,6 +134,88 @@ export class Tracer {
     runner.start();
   }
 
+  /** Inspects one runtime binary and creates its CRI uprobe events; they are read once the pipeline exists. */
+  private async attachRuntime(binary: string): Promise<UprobeEventsRunner | null> {
+    const inspection = await inspectContainerd(binary);
+    if ('error' in inspection) {
+      this.emit(
+        status(
+          'runtime-unsupported',
+          `${inspection.error}; tracing goes on without CRI calls for it`,
+          { binary },
+        ),
+      );
+      return null;
+    }
+    this.emit(
+      status(
+        'runtime-found',
+        `containerd ${inspection.version ?? '(unknown version)'} at ${binary}: ${inspection.points.length} CRI methods probed`,
+        {
+          binary,
+          version: inspection.version,
+          missing: inspection.missing,
+        },
+      ),
+    );
+    const name = `cri:${binary}`;
+    const runner = new UprobeEventsRunner(
+      name,
+      inspection,
+      {
+        line: (raw) => this.line(name, raw),
+        attached: (probes) => this.attachedOne(name, probes, 0),
+      },
+      this.nextRuntimeIndex++,
+    );
+    const failed = runner.attach();
+    if (failed) {
+      this.emit(
+        status('probe-failed', `${name}: ${failed}; tracing goes on without CRI calls for it`, {
+          source: name,
+        }),
+      );
+      return null;
+    }
+    this.criRunners.set(binary, runner);
+    return runner;
+  }
+
+  /** Runtimes come and go on a node (upgrades, restarts): probe new binaries, let go of those no longer running. */
+  private async rescan(): Promise<void> {
+    if (this.rescanning) return;
+    this.rescanning = true;
+    try {
+      const running = new Set(runningRuntimes().map((r) => r.binary));
+      for (const binary of running) {
+        if (this.criRunners.has(binary) || this.unsupported.has(binary)) continue;
+        const runner = await this.attachRuntime(binary);
+        if (!runner) {
+          this.unsupported.add(binary);
+          continue;
+        }
+        this.pipeline.setCriProbes(true);
+        this.recording?.write(`${JSON.stringify({ cri: true })}\n`);
+        runner.read();
+      }
+      for (const [binary, runner] of this.criRunners) {
+        if (running.has(binary)) continue;
+        this.criRunners.delete(binary);
+        await runner.stop();
+        this.attached.delete(runner.name);
+        this.emit(
+          status(
+            'runtime-gone',
+            `no containerd runs from ${binary} any more: its CRI probes are removed`,
+            { binary },
+          ),
+        );
+      }
+    } finally {
+      this.rescanning = false;
+    }
+  }
+
   /** Inspects the runtimes, then attaches everything; the `ready` status says when all is attached. */
   async start(): Promise<void> {
     for (const group of removeStaleGroups()) {
@@ -140,40 +227,7 @@ export class Tracer {
       this.options.runtimeBinaries.length > 0
         ? this.options.runtimeBinaries
         : runningRuntimes().map((r) => r.binary);
-    const criRunners: UprobeEventsRunner[] = [];
-    for (const binary of binaries) {
-      const inspection = await inspectContainerd(binary);
-      if ('error' in inspection) {
-        this.emit(
-          status(
-            'runtime-unsupported',
-            `${inspection.error}; tracing goes on without CRI calls for it`,
-            { binary },
-          ),
-        );
-        continue;
-      }
-      this.emit(
-        status(
-          'runtime-found',
-          `containerd ${inspection.version ?? '(unknown version)'} at ${binary}: ${inspection.points.length} CRI methods probed`,
-          { binary, version: inspection.version, missing: inspection.missing },
-        ),
-      );
-      const name = `cri:${binary}`;
-      const runner = new UprobeEventsRunner(name, inspection, {
-        line: (raw) => this.line(name, raw),
-        attached: (probes) => this.attachedOne(name, probes, 0),
-      });
-      const failed = runner.attach();
-      if (failed)
-        this.emit(
-          status('probe-failed', `${name}: ${failed}; tracing goes on without CRI calls for it`, {
-            source: name,
-          }),
-        );
-      else criRunners.push(runner);
-    }
+    for (const binary of binaries) await this.attachRuntime(binary);
     if (binaries.length === 0) {
       this.emit(
         status(
@@ -182,7 +236,7 @@ export class Tracer {
         ),
       );
     }
-    const criProbes = criRunners.length > 0;
+    const criProbes = this.criRunners.size > 0;
     this.pipeline = new Pipeline({
       clockOffsetNs: this.clockOffsetNs,
       criProbes,
@@ -201,15 +255,18 @@ export class Tracer {
       };
       this.recording.write(`${JSON.stringify(header)}\n`);
     }
-    this.runners.push(...criRunners);
     // Until a program says it is attached, the pipeline knows it is blind to that part of the node.
-    for (const name of ['kernel', ...criRunners.map((runner) => runner.name)])
+    for (const name of ['kernel', ...[...this.criRunners.values()].map((runner) => runner.name)]) {
       this.probeState(name, false);
+    }
     this.startRunner(
       'kernel',
       kernelProgram({ cniBinDirs: this.options.cniBinDirs, netnsDirs: this.options.netnsDirs }),
     );
-    for (const runner of criRunners) runner.read();
+    for (const runner of this.criRunners.values()) runner.read();
+    if (this.options.runtimeBinaries.length === 0) {
+      this.rescanTimer = setInterval(() => void this.rescan(), 10_000);
+    }
     // Events held for reordering are released once input has been idle for a moment.
     this.idleTimer = setInterval(() => {
       if (Date.now() - this.lastLineAt > 100) this.handle(this.pipeline.drain(), 'pipeline');
@@ -218,7 +275,10 @@ export class Tracer {
 
   async stop(): Promise<void> {
     if (this.idleTimer) clearInterval(this.idleTimer);
-    await Promise.all(this.runners.map((runner) => runner.stop()));
+    if (this.rescanTimer) clearInterval(this.rescanTimer);
+    await Promise.all(
+      [...this.runners, ...this.criRunners.values()].map((runner) => runner.stop()),
+    );
     this.handle(this.pipeline.finish(), 'pipeline');
     this.emit(status('stopped', 'podwire stopped', { counters: this.pipeline.counters }));
     await new Promise<void>((resolve) =>

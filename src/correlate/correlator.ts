@@ -1,110 +1,27 @@
 // The per-sandbox state machine: joins probe events by the keys the kernel and runtime hand over (sandbox id,
 // pod uid, netns path and inode, process tree, goroutine) into one record per pod handshake or teardown.
 // Deterministic: no clock, timer or I/O; time is the events' own. The same events give the same records.
-import { type CniOutput, cniEnvironment, cniErrorMessage, cniOutput } from '../decode/cni.js';
-import { decodeNetlink, type NetlinkMessage } from '../decode/rtnetlink.js';
+import { cniEnvironment } from '../decode/cni.js';
+import { decodeNetlink } from '../decode/rtnetlink.js';
 import type { ProbeEvent } from '../events.js';
-import { earliest, latest, millis, rfc3339Nanos } from '../time.js';
-import { netlinkAttributes, netlinkPhaseName } from './netlink-phase.js';
-import type { HandshakeRecord, PhaseRecord } from './record.js';
+import { rfc3339Nanos } from '../time.js';
+import { HandshakeBuilder } from './builder.js';
+import type { HandshakeRecord } from './record.js';
+import {
+  ADD,
+  basename,
+  type CorrelatorOptions,
+  type CriCall,
+  DEL,
+  type NetlinkRequest,
+  type Netns,
+  type PluginRun,
+  pathKey,
+  type Sandbox,
+  type Teardown,
+} from './state.js';
 
-export interface CorrelatorOptions {
-  /** realtime - monotonic nanoseconds: turns kernel timestamps into wall-clock times. */
-  clockOffsetNs: bigint;
-  /** Whether CRI uprobes run: without them a handshake ends at the sandbox start instead of the CRI return. */
-  criProbes: boolean;
-  runtime: string | null;
-  /** A handshake with no event for this long (event time) is given up as `incomplete`. */
-  incompleteAfterNs?: bigint;
-  /** Without CRI probes, a teardown is reported once its plugins have been quiet this long. */
-  teardownQuietNs?: bigint;
-  /** Bound on sandboxes followed at once; the oldest is given up as `incomplete` past it. */
-  maxInFlight?: number;
-}
-
-interface NetlinkRequest {
-  sendNs: bigint;
-  endNs: bigint | null;
-  tid: number;
-  fd: number;
-  netnsInum: number;
-  request: NetlinkMessage | null;
-  reply: NetlinkMessage[];
-  errno: number | null;
-  extack: string | null;
-}
-
-interface PluginRun {
-  pid: number;
-  ppid: number;
-  name: string;
-  path: string;
-  startNs: bigint;
-  endNs: bigint | null;
-  exitCode: number | null;
-  status: number | null;
-  env: Record<string, string>;
-  stdout: Uint8Array[];
-  requests: NetlinkRequest[];
-  /** For delegated IPAM: the plugin that exec'd it. */
-  parent: PluginRun | null;
-  children: PluginRun[];
-  netnsInum: number | null;
-}
-
-interface Netns {
-  path: string;
-  inum: number | null;
-  createNs: bigint;
-  pinnedNs: bigint;
-  pid: number;
-}
-
-interface CriCall {
-  method: string;
-  enterNs: bigint;
-  returnNs: bigint | null;
-  failed: boolean;
-  goroutine: string;
-  pid: number;
-}
-
-interface Sandbox {
-  key: number;
-  id: string | null;
-  pod: { namespace: string | null; name: string | null; uid: string | null };
-  run: CriCall | null;
-  netns: Netns | null;
-  plugins: PluginRun[];
-  /** CNI DEL run by the runtime inside a RunPodSandbox that failed, to undo what ADD did. */
-  cleanup: PluginRun[];
-  startBeginNs: bigint | null;
-  startEndNs: bigint | null;
-  startAttributes: Record<string, string | number | boolean>;
-  firstNs: bigint;
-  lastNs: bigint;
-  lostEvents: boolean;
-  done: boolean;
-}
-
-interface Teardown {
-  id: string;
-  stop: CriCall | null;
-  remove: CriCall | null;
-  plugins: PluginRun[];
-  netnsDeleteNs: bigint | null;
-  netnsPath: string | null;
-  firstNs: bigint;
-  lastNs: bigint;
-  lostEvents: boolean;
-}
-
-const ADD = 'ADD';
-const DEL = 'DEL';
-
-/** A path as a key: containerd passes /var/run/netns/x to plugins but unmounts /run/netns/x. */
-const pathKey = (path: string): string => path.replace(/^\/var\/run\//, '/run/');
-const basename = (path: string): string => path.slice(path.lastIndexOf('/') + 1);
+export type { CorrelatorOptions } from './state.js';
 
 export class Correlator {
   private readonly options: Required<CorrelatorOptions>;
@@ -123,6 +40,15 @@ export class Correlator {
   private netnsOwners = new Map<string, string>();
   private nowNs = 0n;
   private lastSweepNs = 0n;
+  /** Whether CRI uprobes run (may change when a runtime appears): decides when a handshake is complete. */
+  get criProbes(): boolean {
+    return this.options.criProbes;
+  }
+
+  set criProbes(on: boolean) {
+    this.options.criProbes = on;
+  }
+
   /** True while a probe program is down: sandboxes seen meanwhile may miss steps, so none is reported complete. */
   blind = false;
 
@@ -576,331 +502,4 @@ export class Correlator {
     this.teardowns.delete(teardown.id);
     out.push(new HandshakeBuilder(this.options, 'teardown').buildTeardown(teardown));
   }
-}
-
-/** Builds one record: phases nested as they ran, the fields users filter on, outcome and deviations. */
-class HandshakeBuilder {
-  private phases: PhaseRecord[] = [];
-  private errors: { phase: string; message: string; depth: number }[] = [];
-
-  constructor(
-    private readonly options: Required<CorrelatorOptions>,
-    private readonly kind: 'handshake' | 'teardown',
-  ) {}
-
-  private time(ns: bigint): string {
-    return rfc3339Nanos(ns + this.options.clockOffsetNs);
-  }
-
-  private add(
-    name: string,
-    startNs: bigint,
-    endNs: bigint | null,
-    parentId: number | null,
-    attributes: Record<string, string | number | boolean> = {},
-  ): PhaseRecord {
-    const phase: PhaseRecord = {
-      id: this.phases.length,
-      parentId,
-      name,
-      start: this.time(startNs),
-      end: endNs === null ? null : this.time(endNs),
-      durationMs: endNs === null ? null : millis(startNs, endNs),
-      attributes,
-    };
-    this.phases.push(phase);
-    return phase;
-  }
-
-  private fail(phase: PhaseRecord, message: string, depth: number): void {
-    phase.error = message;
-    this.errors.push({ phase: phase.name, message, depth });
-  }
-
-  private pluginPhases(
-    plugin: PluginRun,
-    command: string,
-    parentId: number | null,
-    depth: number,
-    facts: Facts,
-  ): void {
-    const env = cniEnvironment(plugin.env);
-    const name = plugin.parent ? `ipam ${plugin.name}` : `cni ${command} ${plugin.name}`;
-    facts.cni.push(plugin.name);
-    if (env.traceparent) facts.traceparent ??= env.traceparent;
-    const attributes: Record<string, string | number | boolean> = {
-      'process.pid': plugin.pid,
-      'process.executable.name': plugin.name,
-      'process.executable.path': plugin.path,
-      'podwire.cni.command': env.command ?? command,
-    };
-    if (env.ifname) attributes['network.interface.name'] = env.ifname;
-    if (env.netns) attributes['podwire.netns'] = env.netns;
-    if (env.containerId) attributes['container.id'] = env.containerId;
-    if (plugin.exitCode !== null) attributes['podwire.cni.exit_code'] = plugin.exitCode;
-    const output = cniOutput(
-      Buffer.concat(plugin.stdout.map((b) => Buffer.from(b))).toString('utf8'),
-    );
-    if (output.type === 'error') attributes['podwire.cni.error'] = cniErrorMessage(output.error);
-    if (output.type === 'result') attributes['podwire.cni.result'] = JSON.stringify(output.result);
-    const phase = this.add(name, plugin.startNs, plugin.endNs, parentId, attributes);
-    if (output.type === 'result') facts.results.push({ plugin, output });
-    if (plugin.endNs === null) facts.unfinished = true;
-    if ((plugin.exitCode ?? 0) !== 0 || output.type === 'error') {
-      const message =
-        output.type === 'error'
-          ? cniErrorMessage(output.error)
-          : `exited with code ${plugin.exitCode}`;
-      this.fail(phase, message, depth);
-    }
-    for (const request of plugin.requests)
-      this.requestPhase(request, plugin, phase.id, depth + 1, facts);
-    for (const child of plugin.children)
-      this.pluginPhases(child, command, phase.id, depth + 1, facts);
-  }
-
-  private requestPhase(
-    request: NetlinkRequest,
-    plugin: PluginRun,
-    parentId: number,
-    depth: number,
-    facts: Facts,
-  ): void {
-    const message = request.request;
-    if (!message) return;
-    const name = netlinkPhaseName(message);
-    const attributes = netlinkAttributes(message);
-    attributes['process.pid'] = plugin.pid;
-    attributes['podwire.netns_inum'] = request.netnsInum;
-    if (request.errno !== null) attributes['podwire.netlink.errno'] = request.errno;
-    const errorReply = request.reply.find((reply) => reply.error)?.error;
-    if (errorReply?.errnoName) attributes['podwire.netlink.errno_name'] = errorReply.errnoName;
-    if (request.extack) attributes['podwire.netlink.extack'] = request.extack;
-    const phase = this.add(name, request.sendNs, request.endNs, parentId, attributes);
-    // A plugin tolerates some errors (EEXIST on its bridge); only the last request of a plugin that failed
-    // without a failing IPAM child is taken as the cause.
-    const failedChild = plugin.children.some((child) => (child.exitCode ?? 0) !== 0);
-    const causal =
-      request.errno !== null &&
-      request.errno !== 0 &&
-      (plugin.exitCode ?? 0) !== 0 &&
-      !failedChild &&
-      plugin.requests.at(-1) === request;
-    if (causal) {
-      this.fail(
-        phase,
-        `${errorReply?.errnoName ?? `errno ${request.errno}`}${request.extack ? `: ${request.extack}` : ''}`,
-        depth,
-      );
-    }
-    const link = message.link;
-    if (name === 'veth create' && link) {
-      facts.podInterface ??= link.ifname ?? null;
-      facts.hostVeth ??= link.peer?.ifname ?? null;
-    }
-    if (link?.kind === 'bridge' && link.ifname) facts.bridge ??= link.ifname;
-    // Only the address added inside the pod's namespace is the pod's; the host side's is the bridge gateway.
-    if (
-      name === 'addr add' &&
-      message.addr &&
-      facts.podNetnsInum !== null &&
-      request.netnsInum === facts.podNetnsInum
-    ) {
-      const address = message.addr.local ?? message.addr.address;
-      if (address) facts.podIP ??= `${address}/${message.addr.prefixlen}`;
-    }
-  }
-
-  build(sandbox: Sandbox, why: string): HandshakeRecord {
-    const facts = newFacts(sandbox.netns?.inum ?? null);
-    const run = sandbox.run;
-    const startNs = run?.enterNs ?? sandbox.firstNs;
-    const endNs = run?.returnNs ?? sandbox.startEndNs ?? sandbox.lastNs;
-    let rootId: number | null = null;
-    if (run) {
-      const root = this.add('cri RunPodSandbox', run.enterNs, run.returnNs, null, {
-        'process.pid': run.pid,
-        'podwire.go.goroutine': run.goroutine,
-      });
-      rootId = root.id;
-      if (run.failed) this.fail(root, 'RunPodSandbox returned an error', 0);
-    }
-    if (sandbox.netns) {
-      this.add('netns create', sandbox.netns.createNs, sandbox.netns.pinnedNs, rootId, {
-        'podwire.netns': sandbox.netns.path,
-        ...(sandbox.netns.inum !== null ? { 'podwire.netns_inum': sandbox.netns.inum } : {}),
-        'process.pid': sandbox.netns.pid,
-      });
-    }
-    const ordered = [...sandbox.plugins].sort((a, b) => (a.startNs < b.startNs ? -1 : 1));
-    for (const plugin of ordered) this.pluginPhases(plugin, ADD, rootId, 1, facts);
-    const cleanupFacts = newFacts(null);
-    for (const plugin of sandbox.cleanup) this.pluginPhases(plugin, DEL, rootId, 1, cleanupFacts);
-    if (sandbox.startBeginNs !== null || sandbox.startEndNs !== null) {
-      this.add(
-        'sandbox start',
-        sandbox.startBeginNs ?? sandbox.startEndNs ?? startNs,
-        sandbox.startEndNs,
-        rootId,
-        sandbox.startAttributes,
-      );
-    }
-    const primary = ordered.find((plugin) => plugin.name !== 'loopback') ?? null;
-    // The plugin's own word on the address, when the kernel side was not seen.
-    const resultAddress = facts.results
-      .filter((r) => r.plugin === primary)
-      .flatMap((r) =>
-        r.output.type === 'result' ? r.output.result.ips.map((ip) => ip.address) : [],
-      )[0];
-    const outcome = this.outcome(
-      sandbox.lostEvents ||
-        why === 'timeout' ||
-        (why === 'flush' && !run?.returnNs) ||
-        facts.unfinished,
-    );
-    return {
-      kind: 'handshake',
-      sandboxId: sandbox.id,
-      runtime: this.options.runtime,
-      pod: { ...sandbox.pod },
-      netns: sandbox.netns?.path ?? cniEnvironment(primary?.env ?? {}).netns ?? null,
-      podIP: facts.podIP ?? resultAddress ?? null,
-      hostVeth: facts.hostVeth,
-      podInterface: facts.podInterface ?? cniEnvironment(primary?.env ?? {}).ifname ?? null,
-      bridge: facts.bridge,
-      cni: facts.cni,
-      outcome,
-      error: this.primaryError(),
-      start: this.time(startNs),
-      end: this.time(endNs),
-      durationMs: millis(startNs, endNs),
-      phases: this.phases,
-      deviations: this.deviations(sandbox, primary),
-      traceparent: facts.traceparent,
-    };
-  }
-
-  buildTeardown(teardown: Teardown): HandshakeRecord {
-    const facts = newFacts(null);
-    const calls = [teardown.stop, teardown.remove].filter((c): c is CriCall => c !== null);
-    let parentId: number | null = null;
-    for (const call of calls) {
-      const phase = this.add(`cri ${call.method}`, call.enterNs, call.returnNs, null, {
-        'process.pid': call.pid,
-      });
-      if (call.failed) this.fail(phase, `${call.method} returned an error`, 0);
-      if (call.method === 'StopPodSandbox') parentId = phase.id;
-    }
-    const ordered = [...teardown.plugins].sort((a, b) => (a.startNs < b.startNs ? -1 : 1));
-    for (const plugin of ordered) {
-      const inside =
-        teardown.stop &&
-        plugin.startNs >= teardown.stop.enterNs &&
-        (teardown.stop.returnNs === null || plugin.startNs <= teardown.stop.returnNs);
-      const removeId = this.phases.find((p) => p.name === 'cri RemovePodSandbox')?.id ?? null;
-      this.pluginPhases(plugin, DEL, inside ? parentId : (removeId ?? parentId), 1, facts);
-    }
-    if (teardown.netnsDeleteNs !== null) {
-      this.add('netns delete', teardown.netnsDeleteNs, teardown.netnsDeleteNs, parentId, {
-        'podwire.netns': teardown.netnsPath ?? '',
-      });
-    }
-    const all = [
-      teardown.firstNs,
-      teardown.lastNs,
-      ...calls.flatMap((c) => [c.enterNs, c.returnNs ?? c.enterNs]),
-    ];
-    const startNs = earliest(all);
-    const endNs = latest(all);
-    const first = ordered[0];
-    const env = cniEnvironment(first?.env ?? {});
-    return {
-      kind: 'teardown',
-      sandboxId: teardown.id,
-      runtime: this.options.runtime,
-      pod: {
-        namespace: env.args.K8S_POD_NAMESPACE ?? null,
-        name: env.args.K8S_POD_NAME ?? null,
-        uid: env.args.K8S_POD_UID ?? null,
-      },
-      netns: teardown.netnsPath,
-      podIP: null,
-      hostVeth: facts.hostVeth,
-      podInterface: env.ifname,
-      bridge: facts.bridge,
-      cni: [...new Set(facts.cni)],
-      outcome: this.outcome(teardown.lostEvents || facts.unfinished),
-      error: this.primaryError(),
-      start: this.time(startNs),
-      end: this.time(endNs),
-      durationMs: millis(startNs, endNs),
-      phases: this.phases,
-      deviations: [],
-      traceparent: facts.traceparent,
-    };
-  }
-
-  private outcome(incomplete: boolean): 'ok' | 'failed' | 'incomplete' {
-    if (this.errors.length > 0) return 'failed';
-    return incomplete ? 'incomplete' : 'ok';
-  }
-
-  /** The deepest failure is the cause; the phases around it failed because of it. */
-  private primaryError(): { phase: string; message: string } | null {
-    const deepest = [...this.errors].sort((a, b) => b.depth - a.depth)[0];
-    return deepest ? { phase: deepest.phase, message: deepest.message } : null;
-  }
-
-  private deviations(sandbox: Sandbox, primary: PluginRun | null): string[] {
-    const deviations: string[] = [];
-    if (primary?.endNs && sandbox.startBeginNs !== null && sandbox.startBeginNs > primary.endNs) {
-      deviations.push(`sandbox start after cni ADD ${primary.name}`);
-    }
-    const loopback = sandbox.plugins.find((plugin) => plugin.name === 'loopback');
-    if (
-      loopback &&
-      primary &&
-      loopback.startNs < (primary.endNs ?? primary.startNs) &&
-      primary.startNs < (loopback.endNs ?? loopback.startNs)
-    ) {
-      deviations.push(`cni ADD loopback ran in parallel with cni ADD ${primary.name}`);
-    }
-    if (sandbox.plugins.length === 0) {
-      deviations.push(
-        'no CNI plugin was seen for this sandbox (host network, or plugins outside the CNI bin dirs podwire watches)',
-      );
-    }
-    const names = new Set(this.phases.map((phase) => phase.name));
-    if (names.has('veth create') && !names.has('veth move'))
-      deviations.push('veth created with its peer already in the pod netns: no veth move');
-    if (names.has('veth create') && !names.has('link rename'))
-      deviations.push('pod interface named at creation: no link rename');
-    return deviations;
-  }
-}
-
-interface Facts {
-  cni: string[];
-  podIP: string | null;
-  hostVeth: string | null;
-  podInterface: string | null;
-  bridge: string | null;
-  traceparent: string | null;
-  podNetnsInum: number | null;
-  unfinished: boolean;
-  results: { plugin: PluginRun; output: CniOutput }[];
-}
-
-function newFacts(podNetnsInum: number | null): Facts {
-  return {
-    cni: [],
-    podIP: null,
-    hostVeth: null,
-    podInterface: null,
-    bridge: null,
-    traceparent: null,
-    podNetnsInum,
-    unfinished: false,
-    results: [],
-  };
 }

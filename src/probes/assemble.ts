@@ -124,9 +124,13 @@ export class Assembler {
           path: f[2] ?? '',
         });
         return;
-      case 'cni_env':
-        this.chunked(line, `env:${line.tid}:${f[0]}`, int(f[1]), f.slice(2).join('\t'), 3, out);
+      case 'cni_env': {
+        // cni.bt prints the long ones (CNI_ARGS, TRACESTATE) in three chunks, the others in one.
+        const text = f.slice(2).join('\t');
+        const chunks = int(f[1]) === 0 && !/^(CNI_ARGS|TRACESTATE)=/.test(text) ? 1 : 3;
+        this.chunked(line, `env:${line.tid}:${f[0]}`, int(f[1]), text, chunks, out);
         return;
+      }
       case 'cni_exit':
         out.events.push({ ...base, kind: 'cni_exit', code: int(f[0]) });
         return;
@@ -145,12 +149,13 @@ export class Assembler {
         return;
       case 'nl_send':
       case 'nl_recv':
+        // Requests come in up to two chunks, answers in one (rtnetlink.bt).
         this.chunked(
           line,
           `${line.tag}:${line.tid}`,
           int(f[3]),
           f.slice(4).join('\t'),
-          bufferChunks(int(f[1]), 2),
+          bufferChunks(int(f[1]), line.tag === 'nl_send' ? 2 : 1),
           out,
         );
         return;

@@ -154,9 +154,13 @@ function tgidOfThread(tid: number): number {
 export function removeStaleGroups(): string[] {
   const removed: string[] = [];
   const events = readFileSync(join(tracefs, 'uprobe_events'), 'utf8');
-  const groups = new Set([...events.matchAll(/^p:(podwire_(\d+))\//gm)].map((m) => m[1] as string));
-  for (const group of groups) {
-    const pid = Number(group.slice('podwire_'.length));
+  const groups = new Map(
+    [...events.matchAll(/^p:(podwire_(\d+)(?:_\d+)?)\//gm)].map((m) => [
+      m[1] as string,
+      Number(m[2]),
+    ]),
+  );
+  for (const [group, pid] of groups) {
     if (existsSync(`/proc/${pid}`) && pid !== process.pid) continue;
     removeGroup(group, events);
     removed.push(group);
@@ -190,16 +194,19 @@ export interface UprobeRunnerEvents {
  */
 export class UprobeEventsRunner {
   private reader: ChildProcess | null = null;
-  private readonly group = `podwire_${process.pid}`;
+  private readonly group: string;
   private readonly definitions: EventDefinition[];
   private readonly byEvent: Map<string, EventDefinition>;
   private readonly tgids = new Map<number, number>();
 
+  /** `index` tells this daemon's runners apart: one event group per runtime binary. */
   constructor(
     readonly name: string,
     inspection: RuntimeInspection,
     private readonly events: UprobeRunnerEvents,
+    index = 0,
   ) {
+    this.group = `podwire_${process.pid}_${index}`;
     this.definitions = criEventDefinitions(inspection, this.group);
     this.byEvent = new Map(this.definitions.map((d) => [d.event, d]));
   }

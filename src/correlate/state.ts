@@ -1,0 +1,100 @@
+// What the correlator keeps per sandbox while a handshake or teardown is in flight, and the options that bound it.
+import type { NetlinkMessage } from '../decode/rtnetlink.js';
+
+export interface CorrelatorOptions {
+  /** realtime - monotonic nanoseconds: turns kernel timestamps into wall-clock times. */
+  clockOffsetNs: bigint;
+  /** Whether CRI uprobes run: without them a handshake ends at the sandbox start instead of the CRI return. */
+  criProbes: boolean;
+  runtime: string | null;
+  /** A handshake with no event for this long (event time) is given up as `incomplete`. */
+  incompleteAfterNs?: bigint;
+  /** Without CRI probes, a teardown is reported once its plugins have been quiet this long. */
+  teardownQuietNs?: bigint;
+  /** Bound on sandboxes followed at once; the oldest is given up as `incomplete` past it. */
+  maxInFlight?: number;
+}
+
+export interface NetlinkRequest {
+  sendNs: bigint;
+  endNs: bigint | null;
+  tid: number;
+  fd: number;
+  netnsInum: number;
+  request: NetlinkMessage | null;
+  reply: NetlinkMessage[];
+  errno: number | null;
+  extack: string | null;
+}
+
+export interface PluginRun {
+  pid: number;
+  ppid: number;
+  name: string;
+  path: string;
+  startNs: bigint;
+  endNs: bigint | null;
+  exitCode: number | null;
+  status: number | null;
+  env: Record<string, string>;
+  stdout: Uint8Array[];
+  requests: NetlinkRequest[];
+  /** For delegated IPAM: the plugin that exec'd it. */
+  parent: PluginRun | null;
+  children: PluginRun[];
+  netnsInum: number | null;
+}
+
+export interface Netns {
+  path: string;
+  inum: number | null;
+  createNs: bigint;
+  pinnedNs: bigint;
+  pid: number;
+}
+
+export interface CriCall {
+  method: string;
+  enterNs: bigint;
+  returnNs: bigint | null;
+  failed: boolean;
+  goroutine: string;
+  pid: number;
+}
+
+export interface Sandbox {
+  key: number;
+  id: string | null;
+  pod: { namespace: string | null; name: string | null; uid: string | null };
+  run: CriCall | null;
+  netns: Netns | null;
+  plugins: PluginRun[];
+  /** CNI DEL run by the runtime inside a RunPodSandbox that failed, to undo what ADD did. */
+  cleanup: PluginRun[];
+  startBeginNs: bigint | null;
+  startEndNs: bigint | null;
+  startAttributes: Record<string, string | number | boolean>;
+  firstNs: bigint;
+  lastNs: bigint;
+  lostEvents: boolean;
+  done: boolean;
+}
+
+export interface Teardown {
+  id: string;
+  stop: CriCall | null;
+  remove: CriCall | null;
+  plugins: PluginRun[];
+  netnsDeleteNs: bigint | null;
+  netnsPath: string | null;
+  firstNs: bigint;
+  lastNs: bigint;
+  lostEvents: boolean;
+}
+
+export const ADD = 'ADD';
+export const DEL = 'DEL';
+
+/** A path as a key: containerd passes /var/run/netns/x to plugins but unmounts /run/netns/x. */
+export const pathKey = (path: string): string => path.replace(/^\/var\/run\//, '/run/');
+export const basename = (path: string): string => path.slice(path.lastIndexOf('/') + 1);
