@@ -2,6 +2,7 @@
 // podwire's command line: one place that turns flags into calls and errors into one line and an exit code.
 import { Command } from 'commander';
 import { registerDemo } from './cli/demo.js';
+import { registerDoctor } from './cli/doctor.js';
 import { registerLab } from './cli/lab.js';
 import { registerTrace } from './cli/trace.js';
 
@@ -13,6 +14,7 @@ const program = new Command('podwire')
 registerLab(program);
 registerTrace(program);
 registerDemo(program);
+registerDoctor(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);

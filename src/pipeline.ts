@@ -26,7 +26,9 @@ const reorderWindowNs = 250_000_000n;
 
 export class Pipeline {
   private assemblers = new Map<string, Assembler>();
+  /** Events waiting for the reorder window, sorted by time; those before `head` are already released. */
   private held: ProbeEvent[] = [];
+  private head = 0;
   private newestNs = 0n;
   private down = new Set<string>();
   readonly correlator: Correlator;
@@ -83,26 +85,31 @@ export class Pipeline {
 
   private hold(events: ProbeEvent[], out: PipelineOutput): void {
     for (const event of events) {
-      this.held.push(event);
+      // Nearly in order already: walk back from the end to its place, after any event with the same timestamp,
+      // so that the result is what a stable sort would give.
+      let at = this.held.length;
+      while (at > this.head && (this.held[at - 1] as ProbeEvent).ns > event.ns) at--;
+      if (at === this.held.length) this.held.push(event);
+      else this.held.splice(at, 0, event);
       if (event.ns > this.newestNs) this.newestNs = event.ns;
     }
-    if (this.held.length === 0) return;
-    const cutoff = this.newestNs - reorderWindowNs;
-    if (this.held.some((event) => event.ns <= cutoff)) this.release(cutoff, out);
+    const oldest = this.held[this.head];
+    if (oldest && oldest.ns <= this.newestNs - reorderWindowNs)
+      this.release(this.newestNs - reorderWindowNs, out);
   }
 
   private release(cutoff: bigint | null, out: PipelineOutput): void {
-    this.held.sort((a, b) => (a.ns < b.ns ? -1 : a.ns > b.ns ? 1 : 0));
-    let count = 0;
-    while (
-      count < this.held.length &&
-      (cutoff === null || (this.held[count] as ProbeEvent).ns <= cutoff)
-    )
-      count++;
-    const ready = this.held.splice(0, count);
-    for (const event of ready) {
+    while (this.head < this.held.length) {
+      const event = this.held[this.head] as ProbeEvent;
+      if (cutoff !== null && event.ns > cutoff) break;
+      this.head++;
       this.counters.events++;
       out.records.push(...this.correlator.push(event));
+    }
+    // Drop what was released once it is most of the array, so that holding stays O(1) per event.
+    if (this.head > 1024 && this.head * 2 > this.held.length) {
+      this.held = this.held.slice(this.head);
+      this.head = 0;
     }
   }
 

@@ -1,6 +1,6 @@
 // podwire trace on the real lab: every pod the kubelet-like client creates gets one record that agrees with CRI and `ip`.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,6 +62,10 @@ class Trace {
         );
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
+  }
+
+  get pid(): number {
+    return this.child.pid as number;
   }
 
   /** SIGINT to the pid we started: flush and exit 0. */
@@ -194,6 +198,43 @@ describe.skipIf(!isRoot)(
           ]),
         );
       }
+    });
+
+    it('restarts a bpftrace that dies, says so, and goes on tracing', async () => {
+      // The bpftrace this test's tracer started: a child of that pid, ended by its own pid.
+      const children = readdirSync('/proc')
+        .filter((entry) => /^\d+$/.test(entry))
+        .filter((entry) => {
+          try {
+            const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+            const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+            return (
+              ppid === trace.pid &&
+              readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'bpftrace'
+            );
+          } catch {
+            return false;
+          }
+        });
+      expect(children).toHaveLength(1);
+      process.kill(Number(children[0]), 'SIGKILL');
+      const statuses = () =>
+        trace.lines.filter((l) => l.kind === 'status') as { state: string; message: string }[];
+      await trace.waitFor('a probe-failed status', () =>
+        statuses().some((s) => s.state === 'probe-failed'),
+      );
+      await trace.waitFor('a probe-restarted status', () =>
+        statuses().some((s) => s.state === 'probe-restarted'),
+      );
+      const before = trace.records('handshake').length;
+      const result = await podwire('lab', 'pods', 'create', '--count', '1', '--json');
+      expect(result.code, result.stderr).toBe(0);
+      await trace.waitFor(
+        'a handshake after the restart',
+        () => trace.records('handshake').length > before,
+      );
+      expect(trace.records('handshake').at(-1)?.outcome).toBe('ok');
+      expect((await podwire('lab', 'pods', 'delete', '--all')).code).toBe(0);
     });
 
     it('reports the pod that gets no address as failed, naming the plugin and its message, the others ok', async () => {

@@ -1,7 +1,7 @@
 // `podwire doctor`: what this node offers podwire (kernel, tracefs, bpftrace, runtimes, CNI plugins), each problem
 // with its fix in one line, and an exit code that says whether tracing can work.
 import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { runningRuntimes } from '../probes/discover.js';
 import {
@@ -72,7 +72,9 @@ async function runtimeReport(
   pids: number[],
 ): Promise<RuntimeReport> {
   const base = { binary, runtime: 'containerd' as const, source, pids };
-  const inspection = await inspectContainerd(binary);
+  const inspection = await inspectContainerd(binary).catch((error: unknown) => ({
+    error: `${binary}: ${error instanceof Error ? error.message : String(error)}`,
+  }));
   if ('error' in inspection) {
     return {
       ...base,
@@ -149,7 +151,7 @@ function cniBinDirReport(dir: string, source: CniBinDirReport['source']): CniBin
 
 export async function doctorReport(options: DoctorOptions): Promise<DoctorReport> {
   const running = runningRuntimes();
-  const pidsOf = (binary: string) => running.find((r) => r.binary === binary)?.pids ?? [];
+  const pidsOf = (binary: string) => running.find((r) => r.binary === resolve(binary))?.pids ?? [];
   const runtimeTargets =
     options.runtimeBinaries.length > 0
       ? options.runtimeBinaries.map((binary) => ({
@@ -196,7 +198,8 @@ const row = (status: CheckStatus | '', name: string, detail: string) =>
 const fixLine = (fix: string | undefined) => (fix ? [`${' '.repeat(9)}fix: ${fix}`] : []);
 
 /** The report as a person reads it: one line per check, the fix under every warn and missing. */
-export function formatDoctor(report: DoctorReport, root: boolean): string {
+export function formatDoctor(report: DoctorReport): string {
+  const root = report.checks.find((check) => check.name === 'root')?.status === 'ok';
   const lines: string[] = ['node'];
   for (const check of report.checks) {
     lines.push(row(check.status, check.name, check.detail), ...fixLine(check.fix));
@@ -305,7 +308,7 @@ export function registerDoctor(program: Command): void {
         cniBinDirs: options.cniBinDir ?? null,
       });
       if (options.json) printJson(report);
-      else process.stdout.write(formatDoctor(report, process.getuid?.() === 0));
+      else process.stdout.write(formatDoctor(report));
       process.exitCode = report.ok ? 0 : 1;
     });
 }

@@ -1,5 +1,6 @@
 // `podwire trace` and `podwire replay`: the tracer from the command line.
 import { existsSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import type { Command } from 'commander';
 import { replayFile } from '../replay.js';
 import { NdjsonSink } from '../sinks/ndjson.js';
@@ -33,8 +34,13 @@ export function registerTrace(program: Command): void {
         record?: string;
         runtimeBinary?: string[];
         cniBinDir?: string[];
+        nice: number;
       }) => {
         requireRoot('podwire trace');
+        // Lower priority for podwire, and for the bpftrace and readers it starts (they inherit it): on a busy node
+        // the pods come first; records arrive a little later and lost events, if any, are reported.
+        if (Number.isFinite(options.nice))
+          setPriority(0, Math.max(-20, Math.min(19, options.nice)));
         const cniBinDirs =
           options.cniBinDir ?? traceDefaults.cniBinDirs.filter((dir) => existsSync(dir));
         const tracer = new Tracer(

@@ -74,7 +74,7 @@ function yesNo(entries: BpftraceInfoEntry[], key: string): boolean | null {
 }
 
 export interface BpftraceFeatures {
-  /** fentry probes, named `kfunc` before bpftrace 0.20 and `fentry` after; null when --info names neither. */
+  /** fentry probes, named `kfunc` by older bpftrace (0.17) and `fentry` by newer; null when --info names neither. */
   fentry: { key: 'fentry' | 'kfunc'; available: boolean } | null;
   /** What --info says, which is only whether a kprobe program loads, not whether it can attach. */
   kprobe: boolean | null;
@@ -157,23 +157,23 @@ function codeOnly(program: string): string {
 
 /**
  * The attach points of a bpftrace program, in order, comma-joined lists expanded: `tracepoint:syscalls:
- * sys_enter_execve`, `BEGIN`, `uprobe:/usr/bin/containerd:0x1d992c0`. podwire's {{PLACEHOLDER}} filters may stand
- * in predicates. A predicate is the text from a `/` after the attach points to the last `/` before the body.
+ * sys_enter_execve`, `BEGIN`, `uprobe:/usr/bin/containerd:0x1d992c0`. Between one body and the next `{` stand the
+ * attach points, then maybe a predicate, which starts at a `/` after whitespace (podwire's {{PLACEHOLDER}} filters
+ * stand in predicates). Top-level struct and config blocks are not probes.
  */
 export function attachPoints(program: string): string[] {
   const code = codeOnly(program.replace(/\{\{\w+\}\}/g, '0'));
   const points: string[] = [];
-  let header = '';
   let i = 0;
   while (i < code.length) {
     const open = code.indexOf('{', i);
     const head = code.slice(i, open < 0 ? code.length : open);
     // A predicate's `/` follows whitespace; a path inside an attach point (uprobe:/usr/...) follows a colon.
     const predicate = /(^|[\s,])\//.exec(head);
-    header = predicate ? head.slice(0, predicate.index + (predicate[1]?.length ?? 0)) : head;
-    for (const token of header.split(/[\s,;]+/)) {
-      if (/^[A-Za-z_][\w-]*(:|$)/.test(token) && !['struct', 'union', 'config'].includes(token))
-        points.push(token);
+    const header = predicate ? head.slice(0, predicate.index + (predicate[1]?.length ?? 0)) : head;
+    const tokens = header.split(/[\s,;]+/).filter((token) => token !== '');
+    if (!['struct', 'union', 'config'].includes(tokens[0] ?? '')) {
+      points.push(...tokens.filter((token) => /^[A-Za-z_][\w-]*(:|$)/.test(token)));
     }
     if (open < 0) break;
     let depth = 0;

@@ -70,6 +70,8 @@ export function parseBpftraceLine(raw: string): BpftraceOutput {
   }
 }
 
+const allEscapes = /^(?:\\x[0-9a-fA-F]{2})*$/;
+
 /**
  * The bytes of a bpftrace `buf()` as printed by printf (bpftrace 0.17, seen in buf-formats.ndjson):
  * `%rx` prints every byte as `\xNN`; `%r` prints bytes 0x20-0x7e as themselves (the backslash
@@ -80,6 +82,11 @@ export function parseBpftraceLine(raw: string): BpftraceOutput {
  * literal "\xNN" text. Characters above 0xff (never printed by bpftrace) are taken as UTF-8.
  */
 export function bytesFromBpftraceBuf(text: string, format?: 'r' | 'rx'): Uint8Array {
+  // The common case, %rx text, decodes as hex in one call.
+  if (format === 'rx' && allEscapes.test(text)) {
+    // A copy of its own: a Buffer may share a pooled ArrayBuffer at an offset.
+    return new Uint8Array(Buffer.from(text.replaceAll('\\x', ''), 'hex'));
+  }
   const escapesOnly =
     format === undefined ? /^(?:\\x[0-9a-fA-F]{2})*$/.test(text) : format === 'rx';
   const out: number[] = [];
