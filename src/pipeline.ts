@@ -117,11 +117,20 @@ export class Pipeline {
    * A probe program stopped (died, restarting) or came back. While any is down the correlator is blind to part
    * of the node: what is in flight, and what starts meanwhile, cannot be reported complete.
    */
-  probeState(source: string, up: boolean): void {
+  probeState(source: string, up: boolean): PipelineOutput {
+    // What arrived before the change is judged as it stood: released first, so replays agree with the live run.
+    const out: PipelineOutput = { records: [], problems: [] };
+    this.release(null, out);
     if (up) this.down.delete(source);
     else this.down.add(source);
     this.correlator.blind = this.down.size > 0;
     if (!up) this.correlator.eventsLost();
+    return out;
+  }
+
+  /** Whether events wait in the reorder window (the live daemon drains them when input is idle). */
+  get holding(): boolean {
+    return this.head < this.held.length;
   }
 
   /** A runtime's CRI probes were attached after start: handshakes from now on end at the CRI return. */

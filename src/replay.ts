@@ -46,13 +46,18 @@ export async function replayFile(file: string, sinks: Sink[]): Promise<void> {
       });
       continue;
     }
-    const meta = parsed as { probe?: unknown; cri?: unknown };
+    const meta = parsed as { probe?: unknown; cri?: unknown; drain?: unknown };
+    if (meta.drain === true) {
+      for (const record of pipeline.drain().records) emit(record);
+      continue;
+    }
     if (typeof meta.cri === 'boolean') {
       pipeline.setCriProbes(meta.cri);
       continue;
     }
     if (typeof parsed.src === 'string' && (meta.probe === 'up' || meta.probe === 'down')) {
-      pipeline.probeState(parsed.src, meta.probe === 'up');
+      for (const record of pipeline.probeState(parsed.src, meta.probe === 'up').records)
+        emit(record);
       continue;
     }
     if (typeof parsed.src !== 'string' || typeof parsed.raw !== 'string') {

@@ -85,7 +85,7 @@ export class Tracer {
   /** A probe program went down or came back: recorded too, so that a replay is as blind as the live run was. */
   private probeState(name: string, up: boolean): void {
     this.recording?.write(`${JSON.stringify({ src: name, probe: up ? 'up' : 'down' })}\n`);
-    this.pipeline.probeState(name, up);
+    this.handle(this.pipeline.probeState(name, up), name);
   }
 
   private attachedOne(name: string, probes: number, restarts: number): void {
@@ -269,7 +269,10 @@ export class Tracer {
     }
     // Events held for reordering are released once input has been idle for a moment.
     this.idleTimer = setInterval(() => {
-      if (Date.now() - this.lastLineAt > 100) this.handle(this.pipeline.drain(), 'pipeline');
+      if (Date.now() - this.lastLineAt <= 100 || !this.pipeline.holding) return;
+      // Recorded where it happened, so that a replay releases the same events at the same point.
+      this.recording?.write(`${JSON.stringify({ drain: true })}\n`);
+      this.handle(this.pipeline.drain(), 'pipeline');
     }, 100);
   }
 

@@ -8,6 +8,7 @@ export interface RecordingLine {
   src?: string;
   raw?: string;
   probe?: 'up' | 'down';
+  drain?: boolean;
 }
 
 export function readRecording(name: string): { header: RecordingHeader; lines: RecordingLine[] } {
@@ -27,7 +28,9 @@ export function replay(header: RecordingHeader, lines: RecordingLine[]): Handsha
   });
   const records: HandshakeRecord[] = [];
   for (const line of lines) {
-    if (line.src && line.probe) pipeline.probeState(line.src, line.probe === 'up');
+    if (line.drain) records.push(...pipeline.drain().records);
+    else if (line.src && line.probe)
+      records.push(...pipeline.probeState(line.src, line.probe === 'up').records);
     else if (line.src && line.raw !== undefined)
       records.push(...pipeline.push(line.src, line.raw).records);
   }
