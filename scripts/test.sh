@@ -10,6 +10,8 @@ status=0
 echo "== lint"
 npm run --silent lint || status=1
 
+bash scripts/fetch-containerd-sid.sh
+
 echo "== tests on Node.js $(node --version)"
 npx vitest run --reporter=default --reporter=json --outputFile.json=.cache/vitest-node20.json || status=1
 

@@ -300,3 +300,69 @@ describe.skipIf(!isRoot)(
     });
   },
 );
+
+const sidContainerd = '.cache/containerd-sid/usr/bin/containerd';
+const haveSid = existsSync(sidContainerd);
+const sidReason = `needs ${sidContainerd}: scripts/fetch-containerd-sid.sh puts containerd 2.x from Debian sid there`;
+
+describe.skipIf(!isRoot || !haveSid)(
+  `podwire trace on a lab running containerd 2.x${isRoot && haveSid ? '' : ` (skipped: ${isRoot ? sidReason : rootReason})`}`,
+  () => {
+    let trace: Trace;
+    const scratch = mkdtempSync(join(tmpdir(), 'podwire-trace2-test-'));
+
+    beforeAll(async () => {
+      if (existsSync(labState))
+        throw new Error(
+          `a lab is already up or was left behind (${labState}): run podwire lab down first`,
+        );
+      const up = await podwire('lab', 'up', '--containerd', `${process.cwd()}/${sidContainerd}`);
+      if (up.code !== 0) throw new Error(`lab up --containerd 2.x failed: ${up.stderr}`);
+      trace = new Trace(join(scratch, 'run.ndjson'));
+      await trace.waitFor('the ready status', () =>
+        trace.lines.some((l) => l.kind === 'status' && l.state === 'ready'),
+      );
+    });
+
+    afterAll(async () => {
+      await trace?.stop();
+      await podwire('lab', 'down');
+      rmSync(scratch, { recursive: true, force: true });
+    });
+
+    it('finds the 2.x runtime, reads its CRI calls and gives full handshakes and teardowns', async () => {
+      const found = trace.lines.find((l) => l.kind === 'status' && l.state === 'runtime-found');
+      expect((found as { message: string }).message).toMatch(/containerd 2\.\d+/);
+      const result = await podwire(
+        'lab',
+        'pods',
+        'create',
+        '--count',
+        '3',
+        '--parallel',
+        '3',
+        '--json',
+      );
+      expect(result.code, result.stderr).toBe(0);
+      const pods = (JSON.parse(result.stdout) as Created).pods;
+      await trace.waitFor('3 handshakes', () => trace.records('handshake').length >= 3);
+      for (const pod of pods) {
+        const record = trace
+          .records('handshake')
+          .find((r) => r.sandboxId === pod.sandboxId) as HandshakeRecord;
+        expect(record?.outcome).toBe('ok');
+        expect(record.pod).toEqual({ namespace: pod.namespace, name: pod.name, uid: pod.uid });
+        expect(record.podIP?.split('/')[0]).toBe(pod.ip);
+        for (const name of required)
+          expect(phase(record, name), `${pod.name}: ${name}`).toBeDefined();
+      }
+      expect((await podwire('lab', 'pods', 'delete', '--all')).code).toBe(0);
+      await trace.waitFor('3 teardowns', () => trace.records('teardown').length >= 3);
+      for (const record of trace.records('teardown')) {
+        expect(record.phases.map((p) => p.name)).toEqual(
+          expect.arrayContaining(['cri StopPodSandbox', 'cni DEL bridge', 'cri RemovePodSandbox']),
+        );
+      }
+    });
+  },
+);

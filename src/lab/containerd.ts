@@ -1,6 +1,7 @@
 // Starts and stops the lab's private containerd by the pid it recorded, never by name.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { processAlive, processCmdline, processStartTime, stopProcess } from './host.js';
 import type { LabPaths } from './paths.js';
 
@@ -37,9 +38,12 @@ export function startDaemon(paths: LabPaths, binary: string): DaemonRecord {
   }
   const log = openSync(paths.containerdLog, 'a');
   try {
+    // A containerd build comes with its own shim beside it: that one first on PATH.
+    const path = `${dirname(binary)}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`;
     const child = spawn(binary, ['--config', paths.containerdConfig], {
       detached: true,
       stdio: ['ignore', log, log],
+      env: { ...process.env, PATH: path },
     });
     if (child.pid === undefined)
       throw new Error(`could not start ${binary}: see ${paths.containerdLog}`);
