@@ -1,5 +1,5 @@
 // `podwire trace`: runs the probes on this node and sends every handshake and teardown to the sinks.
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import type { HandshakeRecord } from './correlate/record.js';
 import type { StatusEvent } from './events.js';
 import { Pipeline, type PipelineOutput } from './pipeline.js';
@@ -292,3 +292,8 @@ export class Tracer {
 }
 
 export const traceDefaults = { cniBinDirs: defaultCniBinDirs, netnsDirs: defaultNetnsDirs };
+
+/** The default CNI bin dirs that exist on this node. */
+export function existingCniBinDirs(): string[] {
+  return defaultCniBinDirs.filter((dir) => existsSync(dir));
+}

@@ -1,10 +1,9 @@
 // `podwire trace` and `podwire replay`: the tracer from the command line.
-import { existsSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import type { Command } from 'commander';
 import { replayFile } from '../replay.js';
 import { NdjsonSink } from '../sinks/ndjson.js';
-import { Tracer, traceDefaults } from '../trace.js';
+import { existingCniBinDirs, Tracer, traceDefaults } from '../trace.js';
 import { requireRoot } from './output.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -14,6 +13,12 @@ export function registerTrace(program: Command): void {
     .command('trace')
     .description('trace pod network handshakes on this node; NDJSON on stdout')
     .option('--json', 'NDJSON on stdout (the default when stdout is not a terminal)')
+    .option(
+      '--nice <n>',
+      'CPU niceness of podwire and the probes it starts: tracing yields to the pods it watches',
+      (v) => Number(v),
+      10,
+    )
     .option(
       '--record <file>',
       'also write the raw probe events to FILE, for podwire replay and bug reports',
@@ -41,8 +46,7 @@ export function registerTrace(program: Command): void {
         // the pods come first; records arrive a little later and lost events, if any, are reported.
         if (Number.isFinite(options.nice))
           setPriority(0, Math.max(-20, Math.min(19, options.nice)));
-        const cniBinDirs =
-          options.cniBinDir ?? traceDefaults.cniBinDirs.filter((dir) => existsSync(dir));
+        const cniBinDirs = options.cniBinDir ?? existingCniBinDirs();
         const tracer = new Tracer(
           {
             cniBinDirs,
