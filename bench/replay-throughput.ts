@@ -7,6 +7,7 @@
 // mapped back to the original's and must equal it: that checks the synthesis and the pipeline's determinism
 // under interleaving. Each run is a process of its own, so that its peak RSS is its own.
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   closeSync,
   createReadStream,
@@ -22,13 +23,14 @@ import {
   writeSync,
 } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { HandshakeRecord } from '../src/correlate/record.js';
 import { Pipeline } from '../src/pipeline.js';
 import { rfc3339Nanos } from '../src/time.js';
 import type { RecordingHeader } from '../src/trace.js';
+import { projectRoot } from './podwire-trace.js';
 
 const copies = Number(process.env.COPIES ?? 1000);
 const overlap = Number(process.env.OVERLAP ?? 0.1);
@@ -39,15 +41,6 @@ const targetEventsPerSecond = 200_000;
 const targetPeakRssMb = 200;
 /** Bumped whenever the synthesis changes, so that a cached file made by an older one is made again. */
 const synthesisVersion = 1;
-
-function projectRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    dir = dirname(dir);
-  }
-  throw new Error('cannot find package.json above this script: run it as node dist/bench/...');
-}
 
 const root = projectRoot();
 const fixture = join(root, 'test/fixtures/recordings/ten-pods.ndjson');
@@ -125,7 +118,7 @@ interface Group {
 type TokenClass = 'hex64' | 'uuid' | 'veth' | 'name';
 
 /** Everything a copy needs: read once from the real recording, the same in the parent and in every run. */
-export interface Plan {
+interface Plan {
   header: RecordingHeader;
   /** Lines before the first probe line (probe up/down, attached_probes): kept once, at the top. */
   preamble: string[];
@@ -185,7 +178,7 @@ function roundUp(value: number, step: number): number {
   return Math.ceil(value / step) * step;
 }
 
-export function buildPlan(file: string): Plan {
+function buildPlan(file: string): Plan {
   const [first, ...rest] = readFileSync(file, 'utf8').trim().split('\n');
   const header = JSON.parse(first ?? '{}') as RecordingHeader;
   const preamble: string[] = [];
@@ -430,9 +423,11 @@ interface SynthesisHeader extends RecordingHeader {
     copies: number;
     overlap: number;
     stepNs: string;
-    fixtureBytes: number;
+    fixtureSha256: string;
   };
 }
+
+const fixtureHash = () => createHash('sha256').update(readFileSync(fixture)).digest('hex');
 
 function stepNsOf(plan: Plan): bigint {
   return BigInt(Math.round(Number(plan.windowNs) * (1 - overlap)));
@@ -448,7 +443,7 @@ function synthesise(plan: Plan, file: string): number {
       copies,
       overlap,
       stepNs: stepNs.toString(),
-      fixtureBytes: statSync(fixture).size,
+      fixtureSha256: fixtureHash(),
     },
   };
   const fd = openSync(`${file}.partial`, 'w');
@@ -791,7 +786,7 @@ async function main(): Promise<void> {
     regenerate ||
     !cached ||
     cached.version !== synthesisVersion ||
-    cached.fixtureBytes !== statSync(fixture).size
+    cached.fixtureSha256 !== fixtureHash()
   ) {
     const started = performance.now();
     const written = synthesise(plan, file);

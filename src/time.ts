@@ -1,10 +1,18 @@
 // Time as podwire prints it: RFC 3339 with nanoseconds, from kernel monotonic or epoch nanoseconds.
 
+/** The last second formatted: records hold many timestamps within the same second. */
+let cachedSecond = -1n;
+let cachedPrefix = '';
+
 /** Nanoseconds since the epoch as RFC 3339 UTC with all nine fractional digits. */
 export function rfc3339Nanos(epochNs: bigint): string {
   const seconds = epochNs / 1_000_000_000n;
+  if (seconds !== cachedSecond) {
+    cachedSecond = seconds;
+    cachedPrefix = new Date(Number(seconds) * 1000).toISOString().slice(0, 19);
+  }
   const fraction = (epochNs % 1_000_000_000n).toString().padStart(9, '0');
-  return `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.${fraction}Z`;
+  return `${cachedPrefix}.${fraction}Z`;
 }
 
 /**
@@ -22,5 +30,7 @@ export function monotonicToRealtimeOffset(): bigint {
 export const millis = (from: bigint, to: bigint): number => Number(to - from) / 1e6;
 
 /** bigint has no Math.min: the earliest and latest of a non-empty list of timestamps. */
+// biome-ignore lint/complexity/useMathMinMax: Math.min throws on bigint
 export const earliest = (values: bigint[]): bigint => values.reduce((a, b) => (b < a ? b : a));
+// biome-ignore lint/complexity/useMathMinMax: Math.max throws on bigint
 export const latest = (values: bigint[]): bigint => values.reduce((a, b) => (b > a ? b : a));

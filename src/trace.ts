@@ -218,7 +218,7 @@ export class Tracer {
 
   /** Inspects the runtimes, then attaches everything; the `ready` status says when all is attached. */
   async start(): Promise<void> {
-    for (const group of removeStaleGroups()) {
+    for (const group of await removeStaleGroups()) {
       this.emit(
         status('input-problem', `removed uprobe events left by a podwire that died (${group})`),
       );

@@ -122,6 +122,13 @@ describe.skipIf(!isRoot)(
     afterAll(async () => {
       await trace?.stop();
       await podwire('lab', 'down');
+      // The raw recording and what the tracer said stay in .cache/ for a look when a test failed.
+      mkdirSync('.cache', { recursive: true });
+      if (existsSync(recording)) copyFileSync(recording, '.cache/trace-lab-recording.ndjson');
+      writeFileSync(
+        '.cache/trace-lab-output.ndjson',
+        (trace?.lines ?? []).map((line) => JSON.stringify(line)).join('\n'),
+      );
       rmSync(scratch, { recursive: true, force: true });
     });
 

@@ -248,8 +248,9 @@ export class HandshakeBuilder {
     ];
     const startNs = earliest(all);
     const endNs = latest(all);
-    const first = ordered[0];
-    const env = cniEnvironment(first?.env ?? {});
+    // The pod's side is named by the primary plugin's DEL, not loopback's.
+    const primary = ordered.find((plugin) => plugin.name !== 'loopback') ?? ordered[0];
+    const env = cniEnvironment(primary?.env ?? {});
     return {
       kind: 'teardown',
       sandboxId: teardown.id,

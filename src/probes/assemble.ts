@@ -113,11 +113,12 @@ export class Assembler {
 
   private handle(line: ProbeLine, out: AssembleResult): void {
     const f = line.fields;
-    const base = { ns: line.ns, pid: line.pid, tid: line.tid };
     switch (line.tag) {
       case 'cni_exec':
         out.events.push({
-          ...base,
+          ns: line.ns,
+          pid: line.pid,
+          tid: line.tid,
           kind: 'cni_exec',
           ppid: int(f[0]),
           netnsInum: int(f[1]),
@@ -132,10 +133,22 @@ export class Assembler {
         return;
       }
       case 'cni_exit':
-        out.events.push({ ...base, kind: 'cni_exit', code: int(f[0]) });
+        out.events.push({
+          ns: line.ns,
+          pid: line.pid,
+          tid: line.tid,
+          kind: 'cni_exit',
+          code: int(f[0]),
+        });
         return;
       case 'cni_gone':
-        out.events.push({ ...base, kind: 'cni_gone', status: int(f[0]) });
+        out.events.push({
+          ns: line.ns,
+          pid: line.pid,
+          tid: line.tid,
+          kind: 'cni_gone',
+          status: int(f[0]),
+        });
         return;
       case 'cni_out':
         this.chunked(
@@ -171,7 +184,9 @@ export class Assembler {
         return;
       case 'ns_unshare':
         out.events.push({
-          ...base,
+          ns: line.ns,
+          pid: line.pid,
+          tid: line.tid,
           kind: 'ns_unshare',
           ret: int(f[0]),
           flags: int(f[1]),
@@ -179,22 +194,40 @@ export class Assembler {
         });
         return;
       case 'ns_clone':
-        out.events.push({ ...base, kind: 'ns_clone', ret: int(f[0]), flags: int(f[1]) });
+        out.events.push({
+          ns: line.ns,
+          pid: line.pid,
+          tid: line.tid,
+          kind: 'ns_clone',
+          ret: int(f[0]),
+          flags: int(f[1]),
+        });
         return;
       case 'ns_mount':
         out.events.push({
-          ...base,
+          ns: line.ns,
+          pid: line.pid,
+          tid: line.tid,
           kind: 'ns_mount',
           ret: int(f[0]),
           target: f[1] ?? '',
         });
         return;
       case 'ns_umount':
-        out.events.push({ ...base, kind: 'ns_umount', ret: int(f[0]), target: f[1] ?? '' });
+        out.events.push({
+          ns: line.ns,
+          pid: line.pid,
+          tid: line.tid,
+          kind: 'ns_umount',
+          ret: int(f[0]),
+          target: f[1] ?? '',
+        });
         return;
       case 'ns_setns':
         out.events.push({
-          ...base,
+          ns: line.ns,
+          pid: line.pid,
+          tid: line.tid,
           kind: 'ns_setns',
           ret: int(f[0]),
           nstype: int(f[1]),
@@ -202,13 +235,32 @@ export class Assembler {
         });
         return;
       case 'nl_socket':
-        out.events.push({ ...base, kind: 'nl_socket', fd: int(f[0]) });
+        out.events.push({
+          ns: line.ns,
+          pid: line.pid,
+          tid: line.tid,
+          kind: 'nl_socket',
+          fd: int(f[0]),
+        });
         return;
       case 'nl_extack':
-        out.events.push({ ...base, kind: 'nl_extack', message: f.join('\t') });
+        out.events.push({
+          ns: line.ns,
+          pid: line.pid,
+          tid: line.tid,
+          kind: 'nl_extack',
+          message: f.join('\t'),
+        });
         return;
       case 'sb_init':
-        out.events.push({ ...base, kind: 'sb_init', netnsInum: int(f[0]), path: f[1] ?? '' });
+        out.events.push({
+          ns: line.ns,
+          pid: line.pid,
+          tid: line.tid,
+          kind: 'sb_init',
+          netnsInum: int(f[0]),
+          path: f[1] ?? '',
+        });
         return;
       case 'cri_enter': {
         const expected = int(f[2]);
@@ -234,7 +286,9 @@ export class Assembler {
       }
       case 'cri_return':
         out.events.push({
-          ...base,
+          ns: line.ns,
+          pid: line.pid,
+          tid: line.tid,
           kind: 'cri_return',
           method: f[0] ?? '',
           goroutine: f[1] ?? '',
@@ -262,7 +316,6 @@ export class Assembler {
   private complete(partial: Partial, out: AssembleResult): void {
     const { first, chunks } = partial;
     const f = first.fields;
-    const base = { ns: first.ns, pid: first.pid, tid: first.tid };
     switch (first.tag) {
       case 'cni_env': {
         const text = joinStringChunks(chunks);
@@ -274,7 +327,9 @@ export class Assembler {
           return;
         }
         out.events.push({
-          ...base,
+          ns: first.ns,
+          pid: first.pid,
+          tid: first.tid,
           kind: 'cni_env',
           name: text.slice(0, eq),
           value: text.slice(eq + 1),
@@ -284,7 +339,9 @@ export class Assembler {
       case 'cni_out': {
         const length = int(f[0]);
         out.events.push({
-          ...base,
+          ns: first.ns,
+          pid: first.pid,
+          tid: first.tid,
           kind: 'cni_out',
           length,
           bytes: joinBufferChunks(chunks, length, 'r'),
@@ -295,7 +352,9 @@ export class Assembler {
       case 'nl_recv': {
         const length = int(f[1]);
         out.events.push({
-          ...base,
+          ns: first.ns,
+          pid: first.pid,
+          tid: first.tid,
           kind: first.tag,
           fd: int(f[0]),
           length,
@@ -309,7 +368,15 @@ export class Assembler {
         const bytes = joinBufferChunks(chunks, length, 'r');
         const argv = Buffer.from(bytes).toString('latin1').split('\0');
         if (argv.at(-1) === '') argv.pop();
-        out.events.push({ ...base, kind: 'sb_exec', ppid: int(f[0]), netnsInum: int(f[1]), argv });
+        out.events.push({
+          ns: first.ns,
+          pid: first.pid,
+          tid: first.tid,
+          kind: 'sb_exec',
+          ppid: int(f[0]),
+          netnsInum: int(f[1]),
+          argv,
+        });
         return;
       }
     }

@@ -10,6 +10,9 @@ export interface ProbeLine {
   fields: string[];
 }
 
+/** How `bpftrace -f json` starts a printf line; the data string follows (its opening quote is the last char). */
+const printfPrefix = '{"type": "printf", "data": "';
+
 export type BpftraceOutput =
   | { type: 'probe'; line: ProbeLine }
   | { type: 'attached'; probes: number }
@@ -19,16 +22,41 @@ export type BpftraceOutput =
 
 /** Parses the tab-separated data of one printf; a line that does not fit says why. */
 export function parseProbeLine(data: string): ProbeLine | string {
-  const text = data.endsWith('\n') ? data.slice(0, -1) : data;
-  const parts = text.split('\t');
-  const [tag, ns, pid, tid, ...fields] = parts;
-  if (tag === undefined || !/^[a-z_]+$/.test(tag))
-    return `no probe tag at the start of "${text.slice(0, 60)}"`;
-  if (ns === undefined || !/^\d+$/.test(ns)) return `${tag}: timestamp "${ns}" is not a number`;
-  if (pid === undefined || !/^\d+$/.test(pid) || tid === undefined || !/^\d+$/.test(tid)) {
+  const end = data.endsWith('\n') ? data.length - 1 : data.length;
+  // The four leading fields by index: this runs for every line podwire reads.
+  const t1 = data.indexOf('\t');
+  const t2 = t1 < 0 ? -1 : data.indexOf('\t', t1 + 1);
+  const t3 = t2 < 0 ? -1 : data.indexOf('\t', t2 + 1);
+  const t4 = t3 < 0 ? -1 : data.indexOf('\t', t3 + 1);
+  const tag = data.slice(0, t1 < 0 ? end : t1);
+  if (!isTag(tag)) return `no probe tag at the start of "${data.slice(0, Math.min(end, 60))}"`;
+  const ns = t1 < 0 ? undefined : data.slice(t1 + 1, t2 < 0 ? end : t2);
+  if (ns === undefined || !isDigits(ns)) return `${tag}: timestamp "${ns}" is not a number`;
+  const pid = t2 < 0 ? undefined : data.slice(t2 + 1, t3 < 0 ? end : t3);
+  const tid = t3 < 0 ? undefined : data.slice(t3 + 1, t4 < 0 ? end : t4);
+  if (pid === undefined || !isDigits(pid) || tid === undefined || !isDigits(tid)) {
     return `${tag}: pid/tid "${pid}"/"${tid}" are not numbers`;
   }
+  const fields = t4 < 0 ? [] : data.slice(t4 + 1, end).split('\t');
   return { tag, ns: BigInt(ns), pid: Number(pid), tid: Number(tid), fields };
+}
+
+function isDigits(text: string): boolean {
+  if (text.length === 0) return false;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x30 || code > 0x39) return false;
+  }
+  return true;
+}
+
+function isTag(text: string): boolean {
+  if (text.length === 0) return false;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code !== 0x5f && (code < 0x61 || code > 0x7a)) return false;
+  }
+  return true;
 }
 
 /**
@@ -36,9 +64,26 @@ export function parseProbeLine(data: string): ProbeLine | string {
  * text "Lost N events" (0.17 prints it on stderr; the runner passes stderr lines here too).
  */
 export function parseBpftraceLine(raw: string): BpftraceOutput {
-  if (raw.trim() === '') return { type: 'other', text: '' };
-  const lost = /Lost (\d+) events/.exec(raw);
-  if (lost?.[1] && !raw.startsWith('{')) return { type: 'lost', count: Number(lost[1]) };
+  if (raw.charCodeAt(0) !== 0x7b /* { */) {
+    if (raw.trim() === '') return { type: 'other', text: '' };
+    const lost = /Lost (\d+) events/.exec(raw);
+    if (lost?.[1]) return { type: 'lost', count: Number(lost[1]) };
+  }
+  // Nearly every line is a printf: parse only its string, not the object around it.
+  if (raw.startsWith(printfPrefix) && raw.endsWith('"}')) {
+    let data: unknown;
+    try {
+      data = JSON.parse(raw.slice(printfPrefix.length - 1, -1));
+    } catch {
+      data = undefined;
+    }
+    if (typeof data === 'string') {
+      const line = parseProbeLine(data);
+      return typeof line === 'string'
+        ? { type: 'malformed', text: data.slice(0, 200), why: line }
+        : { type: 'probe', line };
+    }
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -70,7 +115,27 @@ export function parseBpftraceLine(raw: string): BpftraceOutput {
   }
 }
 
-const allEscapes = /^(?:\\x[0-9a-fA-F]{2})*$/;
+/** Value of one hex digit's char code, or -1: a table, since this runs for every byte podwire reads. */
+const hexValue = new Int8Array(128).fill(-1);
+for (let digit = 0; digit < 16; digit++) {
+  hexValue[digit.toString(16).charCodeAt(0)] = digit;
+  hexValue[digit.toString(16).toUpperCase().charCodeAt(0)] = digit;
+}
+
+/** The byte of the escape `\xHH` at `at`, or -1 when there is none there. */
+function escapeAt(text: string, at: number): number {
+  if (text.charCodeAt(at) !== 0x5c || text.charCodeAt(at + 1) !== 0x78 || at + 3 >= text.length)
+    return -1;
+  const high = hexValue[text.charCodeAt(at + 2)] ?? -1;
+  const low = hexValue[text.charCodeAt(at + 3)] ?? -1;
+  return high < 0 || low < 0 ? -1 : high * 16 + low;
+}
+
+function onlyEscapes(text: string): boolean {
+  if (text.length % 4 !== 0) return false;
+  for (let at = 0; at < text.length; at += 4) if (escapeAt(text, at) < 0) return false;
+  return true;
+}
 
 /**
  * The bytes of a bpftrace `buf()` as printed by printf (bpftrace 0.17, seen in buf-formats.ndjson):
@@ -82,29 +147,35 @@ const allEscapes = /^(?:\\x[0-9a-fA-F]{2})*$/;
  * literal "\xNN" text. Characters above 0xff (never printed by bpftrace) are taken as UTF-8.
  */
 export function bytesFromBpftraceBuf(text: string, format?: 'r' | 'rx'): Uint8Array {
-  // The common case, %rx text, decodes as hex in one call.
-  if (format === 'rx' && allEscapes.test(text)) {
-    // A copy of its own: a Buffer may share a pooled ArrayBuffer at an offset.
-    return new Uint8Array(Buffer.from(text.replaceAll('\\x', ''), 'hex'));
+  if (format === 'rx' && text.length % 4 === 0) {
+    // %rx: every byte is \xHH; decoded in one pass, falling back to the general loop on anything else.
+    const bytes = new Uint8Array(text.length / 4);
+    let ok = true;
+    for (let at = 0, n = 0; at < text.length; at += 4, n++) {
+      const byte = escapeAt(text, at);
+      if (byte < 0) {
+        ok = false;
+        break;
+      }
+      bytes[n] = byte;
+    }
+    if (ok) return bytes;
   }
-  const escapesOnly =
-    format === undefined ? /^(?:\\x[0-9a-fA-F]{2})*$/.test(text) : format === 'rx';
-  const out: number[] = [];
+  const escapesOnly = format === 'rx' || (format === undefined && onlyEscapes(text));
+  const out = new Uint8Array(text.length * 4);
+  let length = 0;
   let i = 0;
   while (i < text.length) {
-    const code = text.charCodeAt(i);
-    if (code === 0x5c && text[i + 1] === 'x' && /^[0-9a-fA-F]{2}$/.test(text.slice(i + 2, i + 4))) {
-      const byte = Number.parseInt(text.slice(i + 2, i + 4), 16);
-      if (escapesOnly || byte < 0x20 || byte > 0x7e) {
-        out.push(byte);
-        i += 4;
-        continue;
-      }
+    const byte = escapeAt(text, i);
+    if (byte >= 0 && (escapesOnly || byte < 0x20 || byte > 0x7e)) {
+      out[length++] = byte;
+      i += 4;
+      continue;
     }
-    const point = text.codePointAt(i) ?? code;
-    if (point <= 0xff) out.push(point);
-    else out.push(...new TextEncoder().encode(String.fromCodePoint(point)));
+    const point = text.codePointAt(i) ?? 0;
+    if (point <= 0xff) out[length++] = point;
+    else for (const b of new TextEncoder().encode(String.fromCodePoint(point))) out[length++] = b;
     i += point > 0xffff ? 2 : 1;
   }
-  return Uint8Array.from(out);
+  return out.slice(0, length);
 }

@@ -11,6 +11,7 @@ import {
   rmdirSync,
   writeFileSync,
 } from 'node:fs';
+import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import {
@@ -151,7 +152,7 @@ function tgidOfThread(tid: number): number {
 }
 
 /** Removes the uprobe events and trace instances of podwire daemons that died without cleaning up. */
-export function removeStaleGroups(): string[] {
+export async function removeStaleGroups(): Promise<string[]> {
   const removed: string[] = [];
   const events = readFileSync(join(tracefs, 'uprobe_events'), 'utf8');
   const groups = new Map(
@@ -162,13 +163,17 @@ export function removeStaleGroups(): string[] {
   );
   for (const [group, pid] of groups) {
     if (existsSync(`/proc/${pid}`) && pid !== process.pid) continue;
-    removeGroup(group, events);
+    await removeGroup(group, events);
     removed.push(group);
   }
   return removed;
 }
 
-function removeGroup(group: string, events: string): void {
+/**
+ * Disables and removes one group. Each removal waits for the kernel (tens of ms), so it runs asynchronously: the
+ * event loop stays free to see bpftrace exit meanwhile.
+ */
+async function removeGroup(group: string, events: string): Promise<void> {
   const instance = join(tracefs, 'instances', group);
   if (existsSync(instance)) {
     try {
@@ -179,7 +184,7 @@ function removeGroup(group: string, events: string): void {
     rmdirSync(instance);
   }
   for (const match of events.matchAll(new RegExp(`^p:${group}/(\\w+) `, 'gm'))) {
-    appendFileSync(join(tracefs, 'uprobe_events'), `-:${group}/${match[1]}\n`);
+    await appendFile(join(tracefs, 'uprobe_events'), `-:${group}/${match[1]}\n`);
   }
 }
 
@@ -236,7 +241,7 @@ export class UprobeEventsRunner {
       const log = existsSync(errorLog)
         ? readFileSync(errorLog, 'utf8').trim().split('\n').slice(-2).join(' | ')
         : '';
-      this.cleanup();
+      void this.cleanup();
       return `cannot create uprobe events in ${tracefs}: ${(error as Error).message}${log ? ` (${log})` : ''}`;
     }
   }
@@ -256,9 +261,9 @@ export class UprobeEventsRunner {
     this.events.attached(this.definitions.length);
   }
 
-  private cleanup(): void {
+  private async cleanup(): Promise<void> {
     try {
-      removeGroup(this.group, readFileSync(join(tracefs, 'uprobe_events'), 'utf8'));
+      await removeGroup(this.group, readFileSync(join(tracefs, 'uprobe_events'), 'utf8'));
     } catch {
       // tracefs gone (unmounted): nothing of ours is left in it.
     }
@@ -272,6 +277,6 @@ export class UprobeEventsRunner {
       reader.kill('SIGTERM');
       await exited;
     }
-    this.cleanup();
+    await this.cleanup();
   }
 }

@@ -9,7 +9,14 @@ export interface Sink {
 }
 
 export class NdjsonSink implements Sink {
-  constructor(private readonly stream: Writable) {}
+  constructor(private readonly stream: Writable) {
+    // A reader that went away (`podwire replay FILE | head`) ends the output, not the process with a stack trace.
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') process.exit(0);
+      process.stderr.write(`podwire: cannot write the output: ${error.message}\n`);
+      process.exitCode = 1;
+    });
+  }
 
   write(record: HandshakeRecord | StatusEvent): void {
     this.stream.write(`${JSON.stringify(record)}\n`);
