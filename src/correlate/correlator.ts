@@ -195,9 +195,11 @@ export class Correlator {
       case 'nl_recv': {
         const entry = this.pendingRequests.get(`${event.pid}:${event.fd}`);
         if (!entry) return;
+        entry.endNs ??= event.ns;
+        // Only an error (or ack) says how the request went; data replies are not decoded at all.
+        if (!carriesError(event.bytes)) return;
         const replies = decodeNetlink(event.bytes, event.length);
         entry.reply.push(...replies);
-        entry.endNs ??= event.ns;
         const error = replies.find((reply) => reply.error);
         if (error?.error) {
           entry.errno = error.error.errno;
@@ -502,4 +504,22 @@ export class Correlator {
     this.teardowns.delete(teardown.id);
     out.push(new HandshakeBuilder(this.options, 'teardown').buildTeardown(teardown));
   }
+}
+
+const NLMSG_ERROR = 2;
+
+/** Whether a netlink buffer holds an NLMSG_ERROR message, read from the headers alone. */
+function carriesError(bytes: Uint8Array): boolean {
+  let offset = 0;
+  while (offset + 16 <= bytes.length) {
+    const length =
+      (bytes[offset] ?? 0) |
+      ((bytes[offset + 1] ?? 0) << 8) |
+      ((bytes[offset + 2] ?? 0) << 16) |
+      ((bytes[offset + 3] ?? 0) << 24);
+    if (((bytes[offset + 4] ?? 0) | ((bytes[offset + 5] ?? 0) << 8)) === NLMSG_ERROR) return true;
+    if (length < 16) return false;
+    offset += (length + 3) & ~3;
+  }
+  return false;
 }
