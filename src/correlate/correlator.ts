@@ -282,7 +282,8 @@ export class Correlator {
   }
 
   private criEnter(event: Extract<ProbeEvent, { kind: 'cri_enter' }>): void {
-    const key = `${event.pid}:${event.goroutine}:${event.method}`;
+    // Keyed by goroutine: the process id of a hit is 0 when its thread was gone before it could be looked up.
+    const key = `${event.goroutine}:${event.method}`;
     // A Go prologue that grows the stack jumps back to the entry: a second hit microseconds later is the same
     // call. An older entry on the same goroutine never returned (a panic skips the RETs): the new call replaces it.
     const pending = this.criCalls.get(key);
@@ -306,9 +307,11 @@ export class Correlator {
     event: Extract<ProbeEvent, { kind: 'cri_return' }>,
     out: HandshakeRecord[],
   ): void {
-    const key = `${event.pid}:${event.goroutine}:${event.method}`;
+    const key = `${event.goroutine}:${event.method}`;
     const call = this.criCalls.get(key);
-    if (!call) return;
+    // Two runtimes of one binary can reuse a goroutine address: known, different processes are different calls.
+    if (!call || (call.pid !== 0 && event.pid !== 0 && call.pid !== event.pid)) return;
+    call.pid ||= event.pid;
     this.criCalls.delete(key);
     call.returnNs = event.ns;
     call.failed = event.failed;

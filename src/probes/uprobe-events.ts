@@ -142,12 +142,16 @@ export function traceLineToProbeLines(
   ];
 }
 
+/**
+ * The process of a thread, or 0 when it cannot be known: the line is read after the hit, and Go ends a thread
+ * that a goroutine locked and left (containerd does so after creating a pod's netns) before we look.
+ */
 function tgidOfThread(tid: number): number {
   try {
     const status = readFileSync(`/proc/${tid}/status`, 'utf8');
-    return Number(/^Tgid:\s+(\d+)/m.exec(status)?.[1] ?? tid);
+    return Number(/^Tgid:\s+(\d+)/m.exec(status)?.[1] ?? 0);
   } catch {
-    return tid;
+    return 0;
   }
 }
 
