@@ -334,6 +334,13 @@ describe.skipIf(!isRoot || !haveSid)(
     afterAll(async () => {
       await trace?.stop();
       await podwire('lab', 'down');
+      mkdirSync('.cache', { recursive: true });
+      if (existsSync(join(scratch, 'run.ndjson')))
+        copyFileSync(join(scratch, 'run.ndjson'), '.cache/trace-lab2-recording.ndjson');
+      writeFileSync(
+        '.cache/trace-lab2-output.ndjson',
+        (trace?.lines ?? []).map((line) => JSON.stringify(line)).join('\n'),
+      );
       rmSync(scratch, { recursive: true, force: true });
     });
 

@@ -298,7 +298,7 @@ export class Correlator {
       args: event.args,
     });
     if (event.method === 'StopPodSandbox' || event.method === 'RemovePodSandbox') {
-      const id = event.args.sandbox_id;
+      const id = this.resolveSandboxId(event.args.sandbox_id);
       if (id) this.teardownFor(id, event.ns);
     }
   }
@@ -330,7 +330,7 @@ export class Correlator {
       }
       case 'StopPodSandbox':
       case 'RemovePodSandbox': {
-        const id = call.args.sandbox_id;
+        const id = this.resolveSandboxId(call.args.sandbox_id);
         if (!id) return;
         const teardown = this.teardownFor(id, call.enterNs);
         if (event.method === 'StopPodSandbox') teardown.stop = call;
@@ -340,6 +340,18 @@ export class Correlator {
         return;
       }
     }
+  }
+
+  /**
+   * A sandbox id read from the runtime's memory can come back cut short (the kernel stops a string read at a page
+   * it cannot fault in): a shorter id that starts one podwire knows, and only one, is that one.
+   */
+  private resolveSandboxId(id: string | undefined): string | undefined {
+    if (id === undefined || id.length === 0 || /^[0-9a-f]{64}$/.test(id)) return id;
+    if (id.length < 12) return id;
+    const known = new Set([...this.teardowns.keys(), ...this.byId.keys(), ...this.netnsOwners.values()]);
+    const matches = [...known].filter((candidate) => candidate.length > id.length && candidate.startsWith(id));
+    return matches.length === 1 ? matches[0] : id;
   }
 
   private teardownFor(id: string, ns: bigint): Teardown {

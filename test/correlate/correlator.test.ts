@@ -205,3 +205,20 @@ describe('a pod whose IPAM range is exhausted (real recording)', () => {
     expect(names(failed)).toEqual(expect.arrayContaining(['cni DEL bridge', 'cni DEL loopback']));
   });
 });
+
+describe('containerd 2.x, where one sandbox id was read one byte short (real recording)', () => {
+  const { header, lines } = readRecording('containerd2-three-pods.ndjson');
+  const records = replay(header, lines);
+
+  it('still gives one ok handshake and one whole teardown per pod', () => {
+    expect(handshakes(records).map((r) => r.outcome)).toEqual(['ok', 'ok', 'ok']);
+    const ended = teardowns(records);
+    expect(ended).toHaveLength(3);
+    for (const record of ended) {
+      expect(record.sandboxId).toMatch(/^[0-9a-f]{64}$/);
+      expect(names(record)).toEqual(
+        expect.arrayContaining(['cri StopPodSandbox', 'cri RemovePodSandbox', 'cni DEL bridge']),
+      );
+    }
+  });
+});
