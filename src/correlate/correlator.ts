@@ -349,8 +349,14 @@ export class Correlator {
   private resolveSandboxId(id: string | undefined): string | undefined {
     if (id === undefined || id.length === 0 || /^[0-9a-f]{64}$/.test(id)) return id;
     if (id.length < 12) return id;
-    const known = new Set([...this.teardowns.keys(), ...this.byId.keys(), ...this.netnsOwners.values()]);
-    const matches = [...known].filter((candidate) => candidate.length > id.length && candidate.startsWith(id));
+    const known = new Set([
+      ...this.teardowns.keys(),
+      ...this.byId.keys(),
+      ...this.netnsOwners.values(),
+    ]);
+    const matches = [...known].filter(
+      (candidate) => candidate.length > id.length && candidate.startsWith(id),
+    );
     return matches.length === 1 ? matches[0] : id;
   }
 
