@@ -21,6 +21,7 @@ import {
   ip,
   isRoot,
   labState,
+  labUpWithTinyRange,
   podwire,
   rootReason,
 } from './lab/node.js';
@@ -255,14 +256,7 @@ describe.skipIf(!isRoot)(
 
     it('reports the pod that gets no address as failed, naming the plugin and its message, the others ok', async () => {
       expect((await podwire('lab', 'down')).code).toBe(0);
-      const config = JSON.parse(readFileSync('test/lab/fixtures/tiny-range.conflist', 'utf8')) as {
-        plugins: { ipam: { dataDir: string } }[];
-      };
-      (config.plugins[0] as { ipam: { dataDir: string } }).ipam.dataDir = join(scratch, 'ipam');
-      writeFileSync(join(scratch, 'tiny.conflist'), JSON.stringify(config));
-      expect(
-        (await podwire('lab', 'up', '--cni-config', join(scratch, 'tiny.conflist'))).code,
-      ).toBe(0);
+      expect((await labUpWithTinyRange(scratch)).code).toBe(0);
       const before = trace.records('handshake').length;
       const result = await podwire(
         'lab',

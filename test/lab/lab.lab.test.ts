@@ -1,5 +1,5 @@
 // The lab node for real: containerd + CNI reference plugins + namespaces + veths, checked with `ip` as a user would.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import {
   labProcesses,
   labState,
   labStatus,
+  labUpWithTinyRange,
   machineSnapshot,
   podwire,
   rootReason,
@@ -197,14 +198,7 @@ describe.skipIf(!isRoot)(
     });
 
     it('a pod that gets no address fails with the runtime error and the others are created', async () => {
-      const tiny = join(scratch, 'tiny.conflist');
-      const config = JSON.parse(readFileSync('test/lab/fixtures/tiny-range.conflist', 'utf8')) as {
-        plugins: { ipam: { dataDir: string } }[];
-      };
-      const plugin = config.plugins[0];
-      if (plugin) plugin.ipam.dataDir = join(scratch, 'ipam');
-      writeFileSync(tiny, JSON.stringify(config));
-      expect((await podwire('lab', 'up', '--cni-config', tiny)).code).toBe(0);
+      expect((await labUpWithTinyRange(scratch)).code).toBe(0);
 
       const result = await podwire(
         'lab',

@@ -1,6 +1,7 @@
 // What a user looks at on the node to check the lab: the podwire CLI, `ip`, /proc and the lab's dirs.
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -133,4 +134,18 @@ export function ipv4InSubnet(address: string, cidr: string): boolean {
   const base = toNumber(network ?? '');
   const value = toNumber(address);
   return value > base && value < base + size - 1;
+}
+
+/**
+ * `lab up` with a host-local range of two addresses (test/lab/fixtures/tiny-range.conflist), its leases in
+ * `scratch`: the third pod cannot get an address.
+ */
+export async function labUpWithTinyRange(scratch: string): Promise<CliResult> {
+  const config = JSON.parse(readFileSync('test/lab/fixtures/tiny-range.conflist', 'utf8')) as {
+    plugins: { ipam: { dataDir: string } }[];
+  };
+  for (const plugin of config.plugins) plugin.ipam.dataDir = join(scratch, 'ipam');
+  const file = join(scratch, 'tiny.conflist');
+  writeFileSync(file, JSON.stringify(config));
+  return podwire('lab', 'up', '--cni-config', file);
 }
