@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord, PhaseRecord } from '../src/correlate/record.js';
+import { bridgeHandshakeSteps } from './correlate/recordings.js';
 import {
   bridge,
   hostLinks,
@@ -85,19 +86,35 @@ class Trace {
   }
 }
 
+/** `lab up` with these arguments, then `podwire trace --record` until it says it is ready. */
+async function tracedLab(upArgs: string[], recording: string): Promise<Trace> {
+  const up = await podwire('lab', 'up', ...upArgs);
+  if (up.code !== 0) throw new Error(`lab up ${upArgs.join(' ')} failed: ${up.stderr}`);
+  const trace = new Trace(recording);
+  await trace.waitFor('the ready status', () =>
+    trace.lines.some((l) => l.kind === 'status' && l.state === 'ready'),
+  );
+  return trace;
+}
+
+/** Stops the tracer and the lab; the recording and what the tracer said stay in .cache/ for a look after a failure. */
+async function endTracedLab(
+  trace: Trace | undefined,
+  recording: string,
+  name: string,
+): Promise<void> {
+  await trace?.stop();
+  await podwire('lab', 'down');
+  mkdirSync('.cache', { recursive: true });
+  if (existsSync(recording)) copyFileSync(recording, `.cache/${name}-recording.ndjson`);
+  writeFileSync(
+    `.cache/${name}-output.ndjson`,
+    (trace?.lines ?? []).map((line) => JSON.stringify(line)).join('\n'),
+  );
+}
+
 const phase = (record: HandshakeRecord, name: string) => record.phases.find((p) => p.name === name);
-const required = [
-  'cri RunPodSandbox',
-  'netns create',
-  'cni ADD loopback',
-  'cni ADD bridge',
-  'ipam host-local',
-  'veth create',
-  'bridge attach',
-  'addr add',
-  'route add',
-  'sandbox start',
-];
+const required = ['cri RunPodSandbox', ...bridgeHandshakeSteps];
 
 describe.skipIf(!isRoot)(
   `podwire trace on the lab${isRoot ? '' : ` (skipped: ${rootReason})`}`,
@@ -112,24 +129,11 @@ describe.skipIf(!isRoot)(
         throw new Error(
           `a lab is already up or was left behind (${labState}): run podwire lab down first`,
         );
-      const up = await podwire('lab', 'up');
-      if (up.code !== 0) throw new Error(`lab up failed: ${up.stderr}`);
-      trace = new Trace(recording);
-      await trace.waitFor('the ready status', () =>
-        trace.lines.some((l) => l.kind === 'status' && l.state === 'ready'),
-      );
+      trace = await tracedLab([], recording);
     });
 
     afterAll(async () => {
-      await trace?.stop();
-      await podwire('lab', 'down');
-      // The raw recording and what the tracer said stay in .cache/ for a look when a test failed.
-      mkdirSync('.cache', { recursive: true });
-      if (existsSync(recording)) copyFileSync(recording, '.cache/trace-lab-recording.ndjson');
-      writeFileSync(
-        '.cache/trace-lab-output.ndjson',
-        (trace?.lines ?? []).map((line) => JSON.stringify(line)).join('\n'),
-      );
+      await endTracedLab(trace, recording, 'trace-lab');
       rmSync(scratch, { recursive: true, force: true });
     });
 
@@ -317,24 +321,14 @@ describe.skipIf(!isRoot || !haveSid)(
         throw new Error(
           `a lab is already up or was left behind (${labState}): run podwire lab down first`,
         );
-      const up = await podwire('lab', 'up', '--containerd', `${process.cwd()}/${sidContainerd}`);
-      if (up.code !== 0) throw new Error(`lab up --containerd 2.x failed: ${up.stderr}`);
-      trace = new Trace(join(scratch, 'run.ndjson'));
-      await trace.waitFor('the ready status', () =>
-        trace.lines.some((l) => l.kind === 'status' && l.state === 'ready'),
+      trace = await tracedLab(
+        ['--containerd', `${process.cwd()}/${sidContainerd}`],
+        join(scratch, 'run.ndjson'),
       );
     });
 
     afterAll(async () => {
-      await trace?.stop();
-      await podwire('lab', 'down');
-      mkdirSync('.cache', { recursive: true });
-      if (existsSync(join(scratch, 'run.ndjson')))
-        copyFileSync(join(scratch, 'run.ndjson'), '.cache/trace-lab2-recording.ndjson');
-      writeFileSync(
-        '.cache/trace-lab2-output.ndjson',
-        (trace?.lines ?? []).map((line) => JSON.stringify(line)).join('\n'),
-      );
+      await endTracedLab(trace, join(scratch, 'run.ndjson'), 'trace-lab2');
       rmSync(scratch, { recursive: true, force: true });
     });
 

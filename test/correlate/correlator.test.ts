@@ -1,7 +1,7 @@
 // The correlator on real lab recordings: what a user checks in each handshake and teardown record.
 import { describe, expect, it } from 'vitest';
 import type { HandshakeRecord, PhaseRecord } from '../../src/correlate/record.js';
-import { printfData, readRecording, replay } from './recordings.js';
+import { bridgeHandshakeSteps, printfData, readRecording, replay } from './recordings.js';
 
 const tenPods = readRecording('ten-pods.ndjson');
 const handshakes = (records: HandshakeRecord[]) => records.filter((r) => r.kind === 'handshake');
@@ -20,17 +20,7 @@ function expectNestedInTime(record: HandshakeRecord): void {
   }
 }
 
-const handshakeSteps = [
-  'netns create',
-  'cni ADD loopback',
-  'cni ADD bridge',
-  'ipam host-local',
-  'veth create',
-  'bridge attach',
-  'addr add',
-  'route add',
-  'sandbox start',
-];
+const handshakeSteps = bridgeHandshakeSteps;
 
 describe('ten pods created 5 at a time, then deleted (real recording)', () => {
   const records = replay(tenPods.header, tenPods.lines);

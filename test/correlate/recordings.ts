@@ -44,3 +44,16 @@ export function printfData(line: RecordingLine): string | null {
   const parsed = JSON.parse(line.raw) as { type?: string; data?: string };
   return parsed.type === 'printf' ? (parsed.data ?? null) : null;
 }
+
+/** The steps every bridge + host-local handshake on the lab has (DESIGN.md's phase names), below the CRI call. */
+export const bridgeHandshakeSteps = [
+  'netns create',
+  'cni ADD loopback',
+  'cni ADD bridge',
+  'ipam host-local',
+  'veth create',
+  'bridge attach',
+  'addr add',
+  'route add',
+  'sandbox start',
+];
