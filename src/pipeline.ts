@@ -2,7 +2,7 @@
 import { Correlator, type CorrelatorOptions } from './correlate/correlator.js';
 import type { HandshakeRecord } from './correlate/record.js';
 import type { ProbeEvent } from './events.js';
-import { Assembler } from './probes/assemble.js';
+import { type AssembleResult, Assembler } from './probes/assemble.js';
 import { parseBpftraceLine } from './probes/lines.js';
 
 export interface PipelineCounters {
@@ -31,6 +31,8 @@ export class Pipeline {
   private head = 0;
   private newestNs = 0n;
   private down = new Set<string>();
+  /** One assembler result reused for every line: the hot path makes no lists of its own. */
+  private readonly assembled: AssembleResult = { events: [], problems: [] };
   readonly correlator: Correlator;
   readonly counters: PipelineCounters = {
     lines: 0,
@@ -56,10 +58,15 @@ export class Pipeline {
           assembler = new Assembler();
           this.assemblers.set(source, assembler);
         }
-        const { events, problems } = assembler.push(parsed.line);
-        this.counters.assemblyProblems += problems.length;
-        out.problems.push(...problems);
-        this.hold(events, out);
+        const assembled = this.assembled;
+        assembled.events.length = 0;
+        assembled.problems.length = 0;
+        assembler.pushInto(parsed.line, assembled);
+        if (assembled.problems.length > 0) {
+          this.counters.assemblyProblems += assembled.problems.length;
+          out.problems.push(...assembled.problems);
+        }
+        if (assembled.events.length > 0) this.hold(assembled.events, out);
         break;
       }
       case 'attached':
@@ -104,7 +111,7 @@ export class Pipeline {
       if (cutoff !== null && event.ns > cutoff) break;
       this.head++;
       this.counters.events++;
-      out.records.push(...this.correlator.push(event));
+      this.correlator.pushInto(event, out.records);
     }
     // Drop what was released once it is most of the array, so that holding stays O(1) per event.
     if (this.head > 1024 && this.head * 2 > this.held.length) {

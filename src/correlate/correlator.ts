@@ -64,13 +64,18 @@ export class Correlator {
   /** Feeds one event; returns the records it completed. */
   push(event: ProbeEvent): HandshakeRecord[] {
     const out: HandshakeRecord[] = [];
+    this.pushInto(event, out);
+    return out;
+  }
+
+  /** push() appending to the caller's list, so that no list is made per event. */
+  pushInto(event: ProbeEvent, out: HandshakeRecord[]): void {
     if (event.ns > this.nowNs) this.nowNs = event.ns;
     this.handle(event, out);
     if (this.nowNs - this.lastSweepNs > 1_000_000_000n) {
       this.lastSweepNs = this.nowNs;
       this.sweep(out);
     }
-    return out;
   }
 
   /** Events were lost: every sandbox in flight may miss a step, so none of them can be reported as complete. */

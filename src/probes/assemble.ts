@@ -62,12 +62,17 @@ export class Assembler {
 
   push(line: ProbeLine): AssembleResult {
     const out: AssembleResult = { events: [], problems: [] };
+    this.pushInto(line, out);
+    return out;
+  }
+
+  /** push() into the caller's arrays: the pipeline reuses one result for every line. */
+  pushInto(line: ProbeLine, out: AssembleResult): void {
     try {
       this.handle(line, out);
     } catch (error) {
       out.problems.push(`${line.tag}: ${(error as Error).message}`);
     }
-    return out;
   }
 
   flush(): AssembleResult {
