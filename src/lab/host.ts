@@ -145,19 +145,6 @@ export async function linkExists(name: string): Promise<boolean> {
   }
 }
 
-/** Addresses of the links inside a pinned network namespace (`ip -n` takes the path's base name under /var/run/netns). */
-export async function netnsAddresses(netnsPath: string): Promise<Link[]> {
-  const out = await command('ip', [
-    '-n',
-    netnsPath.split('/').pop() ?? '',
-    '-j',
-    '-d',
-    'addr',
-    'show',
-  ]);
-  return out.trim() === '' ? [] : (JSON.parse(out) as Link[]);
-}
-
 export interface Route {
   dst: string;
   dev?: string;

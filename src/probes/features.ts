@@ -17,6 +17,7 @@ import {
 import { machine, release } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { probesDir } from './program.js';
+import { memlockNoise } from './runner.js';
 import { tracefs } from './uprobe-events.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'missing';
@@ -106,9 +107,6 @@ export function bpftraceFeatures(entries: BpftraceInfoEntry[]): BpftraceFeatures
 export function parseBpftraceVersion(text: string): string | null {
   return /bpftrace\s+v?(\d[^\s]*)/.exec(text)?.[1] ?? null;
 }
-
-/** bpftrace's memlock complaint: the limit cannot be raised here, and the kernel charges BPF memory to the cgroup. */
-export const memlockNoise = /RLIMIT_MEMLOCK|ulimit -l/;
 
 // ---- what podwire's probes attach to ----
 

@@ -14,9 +14,12 @@ export interface RunnerEvents {
   died(message: string, restartInMs: number | null): void;
 }
 
-/** bpftrace's noise on this kind of machine: the memlock limit cannot be raised but BPF works anyway. */
+/** bpftrace's memlock complaint: the limit cannot be raised here, and the kernel charges BPF memory to the cgroup. */
+export const memlockNoise = /RLIMIT_MEMLOCK|ulimit -l/;
+
+/** bpftrace's noise on this kind of machine: the memlock line, attach counts, compiler warnings and their carets. */
 const noise =
-  /RLIMIT_MEMLOCK|ulimit -l|Attaching \d+ probe|WARNING: .*Addrspace|arithmetic on integers of different signs|^\s*[~^]+\s*$|^\s+\S.*$/;
+  /Attaching \d+ probe|WARNING: .*Addrspace|arithmetic on integers of different signs|^\s*[~^]+\s*$|^\s+\S.*$/;
 
 export class ProbeRunner {
   private child: ChildProcess | null = null;
@@ -65,7 +68,7 @@ export class ProbeRunner {
     });
     createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (raw) => {
       if (/Lost \d+ events/.test(raw)) return this.events.line(raw);
-      if (noise.test(raw) || raw.trim() === '') return;
+      if (memlockNoise.test(raw) || noise.test(raw) || raw.trim() === '') return;
       this.stderrTail.push(raw.trim());
       if (this.stderrTail.length > 5) this.stderrTail.shift();
     });
