@@ -1,0 +1,92 @@
+// CRI uprobes through tracefs: the event definitions podwire writes, and how it reads trace_pipe lines back.
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { inspectContainerd } from '../../src/probes/runtime.js';
+import {
+  criEventDefinitions,
+  type EventDefinition,
+  traceLineToProbeLines,
+} from '../../src/probes/uprobe-events.js';
+
+const containerd = '/usr/bin/containerd';
+const haveContainerd = existsSync(containerd);
+
+describe.skipIf(!haveContainerd)(
+  `uprobe event definitions for containerd 1.6${haveContainerd ? '' : ' (skipped: needs /usr/bin/containerd: npm run setup installs it)'}`,
+  () => {
+    it('probes RunPodSandbox at its entry (file offset) with the pod identity, and at every RET with the reply', async () => {
+      const inspection = await inspectContainerd(containerd);
+      if ('error' in inspection) throw new Error(inspection.error);
+      const definitions = criEventDefinitions(inspection, 'podwire_1_0');
+      const entry = definitions.find((d) => d.event === 'RunPodSandbox_in');
+      // Request r in RDI -> Config -> Metadata -> Name/Uid/Namespace Go strings at 0/16/32 (cri-api v0.25 layout).
+      expect(entry?.line).toBe(
+        `p:podwire_1_0/RunPodSandbox_in ${containerd}:0x19992c0 g=%r14:x64 ` +
+          'name=+0(+0(+0(+0(%di)))):string name_len=+8(+0(+0(%di))):u64 ' +
+          'uid=+0(+16(+0(+0(%di)))):string uid_len=+24(+0(+0(%di))):u64 ' +
+          'namespace=+0(+32(+0(+0(%di)))):string namespace_len=+40(+0(+0(%di))):u64',
+      );
+      const returns = definitions.filter((d) => d.method === 'RunPodSandbox' && d.side === 'out');
+      expect(returns).toHaveLength(36);
+      for (const ret of returns)
+        expect(ret.line).toMatch(
+          / g=%r14:x64 err=%bx:x64 id=\+0\(\+0\(%ax\)\):string id_len=\+8\(%ax\):u64$/,
+        );
+      expect(new Set(definitions.map((d) => d.event)).size).toBe(definitions.length);
+    });
+  },
+);
+
+describe('trace_pipe lines to probe lines', () => {
+  const definitions = new Map<string, EventDefinition>([
+    [
+      'RunPodSandbox_in',
+      { event: 'RunPodSandbox_in', method: 'RunPodSandbox', side: 'in', line: '' },
+    ],
+    [
+      'RunPodSandbox_out3',
+      { event: 'RunPodSandbox_out3', method: 'RunPodSandbox', side: 'out', line: '' },
+    ],
+  ]);
+  const tgids = new Map([[25841, 16547]]);
+  const tgidOf = (tid: number) => tgids.get(tid) ?? 0;
+  const id = 'c786d83d3fadae62c722139bbf8f0f7000b9f9ede6e9f27e854df7700332c25f';
+
+  it('reads an entry: goroutine, and each Go string cut at its length (tracefs reads on to a NUL)', () => {
+    const line =
+      '      containerd-25841   [000] DBZff  1762.505060: RunPodSandbox_in: (0x1d992c0) g=0xc0009fe1a0 ' +
+      'name="lab-wx7tsk8s" name_len=9 uid="8a162c59-f66f-4208-b2d5-bde7fd70815bXX" uid_len=36 namespace="default" namespace_len=7';
+    expect(traceLineToProbeLines(line, definitions, tgidOf)).toEqual([
+      'cri_enter\t1762505060000\t16547\t25841\tRunPodSandbox\tc0009fe1a0\t3',
+      'cri_arg\t1762505060000\t16547\t25841\tc0009fe1a0\tname\tlab-wx7ts',
+      'cri_arg\t1762505060000\t16547\t25841\tc0009fe1a0\tuid\t8a162c59-f66f-4208-b2d5-bde7fd70815b',
+      'cri_arg\t1762505060000\t16547\t25841\tc0009fe1a0\tnamespace\tdefault',
+    ]);
+  });
+
+  it('reads a return: the sandbox id when the error word is nil, no id when it is set', () => {
+    const ok = `containerd-31872 (  31481) [001] DBZff  6395.007226: RunPodSandbox_out3: (0x1999c0d) g=0xc00050d040 err=0x0 id="${id}" id_len=64`;
+    // The thread ended before it could be looked up: its process is unknown (0), not guessed.
+    expect(traceLineToProbeLines(ok, definitions, tgidOf)).toEqual([
+      `cri_return\t6395007226000\t0\t31872\tRunPodSandbox\tc00050d040\t0\t${id}`,
+    ]);
+    const failed =
+      'containerd-25841 [001] DBZff  6395.007226: RunPodSandbox_out3: (0x1999c0d) g=0xc00050d040 err=0xffffffff81a2b3c0 id=(fault) id_len=0';
+    expect(traceLineToProbeLines(failed, definitions, tgidOf)).toEqual([
+      'cri_return\t6395007226000\t16547\t25841\tRunPodSandbox\tc00050d040\t1\t',
+    ]);
+  });
+
+  it('says what it cannot read instead of guessing', () => {
+    expect(traceLineToProbeLines('# tracer: nop', definitions, tgidOf)).toMatch(
+      /^not a uprobe event line/,
+    );
+    expect(
+      traceLineToProbeLines(
+        'containerd-1 [000] ..... 1.000001: Other_in: (0x1) g=0x1',
+        definitions,
+        tgidOf,
+      ),
+    ).toBe('unknown uprobe event Other_in');
+  });
+});
