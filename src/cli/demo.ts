@@ -7,7 +7,7 @@ import { labDown, labUp } from '../lab/lab.js';
 import { labPaths } from '../lab/paths.js';
 import { createPods, deletePods } from '../lab/pods.js';
 import { existingCniBinDirs, Tracer, traceDefaults } from '../trace.js';
-import { ms, progress, requireRoot } from './output.js';
+import { ms, positiveInteger, progress, requireRoot } from './output.js';
 
 /** Collects what the tracer emits, so that the demo can wait for it. */
 class Collector {
@@ -67,7 +67,7 @@ export function registerDemo(program: Command): void {
     .description(
       'bring the lab up, trace it, create pods like a kubelet, show how each was wired, bring it down',
     )
-    .option('--count <n>', 'how many pods', (v) => Number(v), 4)
+    .option('--count <n>', 'how many pods', positiveInteger('--count'), 4)
     .action(async (options: { count: number }) => {
       requireRoot('podwire demo');
       const paths = labPaths();
