@@ -32,12 +32,15 @@ const argName: Record<string, string> = {
   containerId: 'container_id',
 };
 
-/** Fetch args for a Go string field: the bytes (tracefs reads up to a NUL, so the length cuts them) and its length. */
+/**
+ * Fetch args for a Go string field: its length, then the bytes (tracefs reads on to a NUL, so the length cuts
+ * them). The length comes first: the bytes read past the string may hold a newline, which ends the trace line.
+ */
 function stringFetch(register: string, path: GoFieldPath, name: string): string {
   let pointer = `%${register}`;
   for (const offset of path.offsets.slice(0, -1)) pointer = `+${offset}(${pointer})`;
   const last = path.offsets.at(-1) ?? 0;
-  return `${name}=+0(+${last}(${pointer})):string ${name}_len=+${last + 8}(${pointer}):u64`;
+  return `${name}_len=+${last + 8}(${pointer}):u64 ${name}=+0(+${last}(${pointer})):string`;
 }
 
 export interface EventDefinition {
@@ -92,7 +95,10 @@ function traceArgs(text: string): Record<string, string> {
   const pattern = /(\w+)=("(?:[^"]|"(?! \w+=|$))*"|\S*)/g;
   for (const match of text.matchAll(pattern)) {
     const [, key, raw] = match;
-    if (key && raw !== undefined) args[key] = raw.startsWith('"') ? raw.slice(1, -1) : raw;
+    if (key === undefined || raw === undefined) continue;
+    // A string whose closing quote never came (the line ended inside it) keeps all its characters.
+    const closed = raw.length > 1 && raw.endsWith('"');
+    args[key] = raw.startsWith('"') ? raw.slice(1, closed ? -1 : undefined) : raw;
   }
   return args;
 }
@@ -102,7 +108,16 @@ const stripHex = (value: string | undefined) => (value ?? '').replace(/^0x/, '')
 function cut(args: Record<string, string>, name: string): string {
   const value = args[name] ?? '';
   const length = Number(args[`${name}_len`]);
-  return Number.isFinite(length) && length >= 0 ? value.slice(0, length) : value;
+  if (Number.isFinite(length) && length >= 0) return value.slice(0, length);
+  // No length (an older line, or one cut short): what follows the string in memory starts at a byte that is
+  // not text; ids, names and uids never hold one.
+  let end = 0;
+  while (end < value.length) {
+    const code = value.charCodeAt(end);
+    if (code < 0x20 || code === 0x7f || code === 0xfffd) break;
+    end++;
+  }
+  return value.slice(0, end);
 }
 
 /**

@@ -22,15 +22,15 @@ describe.skipIf(!haveContainerd)(
       // Request r in RDI -> Config -> Metadata -> Name/Uid/Namespace Go strings at 0/16/32 (cri-api v0.25 layout).
       expect(entry?.line).toBe(
         `p:podwire_1_0/RunPodSandbox_in ${containerd}:0x19992c0 g=%r14:x64 ` +
-          'name=+0(+0(+0(+0(%di)))):string name_len=+8(+0(+0(%di))):u64 ' +
-          'uid=+0(+16(+0(+0(%di)))):string uid_len=+24(+0(+0(%di))):u64 ' +
-          'namespace=+0(+32(+0(+0(%di)))):string namespace_len=+40(+0(+0(%di))):u64',
+          'name_len=+8(+0(+0(%di))):u64 name=+0(+0(+0(+0(%di)))):string ' +
+          'uid_len=+24(+0(+0(%di))):u64 uid=+0(+16(+0(+0(%di)))):string ' +
+          'namespace_len=+40(+0(+0(%di))):u64 namespace=+0(+32(+0(+0(%di)))):string',
       );
       const returns = definitions.filter((d) => d.method === 'RunPodSandbox' && d.side === 'out');
       expect(returns).toHaveLength(36);
       for (const ret of returns)
         expect(ret.line).toMatch(
-          / g=%r14:x64 err=%bx:x64 id=\+0\(\+0\(%ax\)\):string id_len=\+8\(%ax\):u64$/,
+          / g=%r14:x64 err=%bx:x64 id_len=\+8\(%ax\):u64 id=\+0\(\+0\(%ax\)\):string$/,
         );
       expect(new Set(definitions.map((d) => d.event)).size).toBe(definitions.length);
     });
@@ -74,6 +74,14 @@ describe('trace_pipe lines to probe lines', () => {
       'containerd-25841 [001] DBZff  6395.007226: RunPodSandbox_out3: (0x1999c0d) g=0xc00050d040 err=0xffffffff81a2b3c0 id=(fault) id_len=0';
     expect(traceLineToProbeLines(failed, definitions, tgidOf)).toEqual([
       'cri_return\t6395007226000\t16547\t25841\tRunPodSandbox\tc00050d040\t1\t',
+    ]);
+  });
+
+  it('cuts a string at the first byte that is not text when its length is missing (the line was cut)', () => {
+    // Seen on containerd 2.1.9: the bytes after a sandbox id held a newline, which ended the trace line there.
+    const line = `containerd-25841 [001] DBZff  6395.007226: RunPodSandbox_out3: (0x1999c0d) g=0xc00050d040 err=0x0 id="${id}\uFFFDHc\u0001\uFFFDL`;
+    expect(traceLineToProbeLines(line, definitions, tgidOf)).toEqual([
+      `cri_return\t6395007226000\t16547\t25841\tRunPodSandbox\tc00050d040\t0\t${id}`,
     ]);
   });
 
