@@ -47,6 +47,8 @@ export interface StatusEvent {
     | 'runtime-gone'
     | 'runtime-unsupported'
     | 'input-problem'
+    | 'plugin-probes'
+    | 'plugins-changed'
     | 'stopped';
   time: string;
   message: string;

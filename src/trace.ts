@@ -4,6 +4,7 @@ import type { HandshakeRecord } from './correlate/record.js';
 import type { StatusEvent } from './events.js';
 import { Pipeline, type PipelineOutput } from './pipeline.js';
 import { runningRuntimes } from './probes/discover.js';
+import { type PluginSurvey, pluginFingerprint, surveyPlugins } from './probes/plugins.js';
 import { defaultCniBinDirs, defaultNetnsDirs, kernelProgram } from './probes/program.js';
 import { ProbeRunner } from './probes/runner.js';
 import { inspectContainerd } from './probes/runtime.js';
@@ -18,6 +19,8 @@ export interface TraceOptions {
   netnsDirs: string[];
   record?: string;
   bpftrace?: string;
+  /** `syscalls`: probe the plugins' I/O at the system-wide syscalls even when their own code could be probed. */
+  pluginProbes?: 'auto' | 'syscalls';
 }
 
 /** The first line of a recording: what replay needs to give the same records as the live run. */
@@ -52,6 +55,7 @@ export class Tracer {
   private rescanTimer: NodeJS.Timeout | null = null;
   private rescanning = false;
   private readyAnnounced = false;
+  private plugins: PluginSurvey | null = null;
   readonly clockOffsetNs = monotonicToRealtimeOffset();
 
   constructor(
@@ -132,6 +136,56 @@ export class Tracer {
     );
     this.runners.push(runner);
     runner.start();
+  }
+
+  /** Looks at the CNI plugins and says where their I/O will be probed, and why not in their own code if not. */
+  private surveyPlugins(): string {
+    const plugins = surveyPlugins(
+      this.options.cniBinDirs,
+      this.options.pluginProbes === 'syscalls',
+    );
+    this.plugins = plugins;
+    const probed = plugins.plugins.filter((p) =>
+      Object.values(p.offsets).some((o) => o.length > 0),
+    );
+    if (plugins.mode === 'syscalls' && plugins.plugins.length > 0) {
+      this.emit(
+        status(
+          'plugin-probes',
+          `CNI plugins' netlink and stdout are probed at the system-wide syscalls, which costs every process on the node a little: ${plugins.reasons.slice(0, 3).join('; ')}${plugins.reasons.length > 3 ? `; and ${plugins.reasons.length - 3} more` : ''}`,
+          { mode: plugins.mode, reasons: plugins.reasons },
+        ),
+      );
+    } else if (plugins.mode === 'uprobes') {
+      this.emit(
+        status(
+          'plugin-probes',
+          `CNI plugins' netlink and stdout are probed in their own code: ${probed.length} of ${plugins.plugins.length} plugins`,
+          { mode: plugins.mode, plugins: probed.map((p) => p.path) },
+        ),
+      );
+    }
+    return kernelProgram({
+      cniBinDirs: this.options.cniBinDirs,
+      netnsDirs: this.options.netnsDirs,
+      plugins,
+    });
+  }
+
+  /** A plugin installed, replaced or removed: its uprobes belong to the old file, so the program is made again. */
+  private recheckPlugins(): void {
+    if (!this.plugins || pluginFingerprint(this.options.cniBinDirs) === this.plugins.fingerprint)
+      return;
+    const kernel = this.runners.find((runner) => runner.name === 'kernel');
+    if (!kernel) return;
+    this.emit(
+      status('plugins-changed', 'CNI plugins changed on disk: attaching the kernel probes again', {
+        source: 'kernel',
+      }),
+    );
+    this.attached.delete('kernel');
+    this.probeState('kernel', false);
+    kernel.reload(this.surveyPlugins());
   }
 
   /** Inspects one runtime binary and creates its CRI uprobe events; they are read once the pipeline exists. */
@@ -259,14 +313,12 @@ export class Tracer {
     for (const name of ['kernel', ...[...this.criRunners.values()].map((runner) => runner.name)]) {
       this.probeState(name, false);
     }
-    this.startRunner(
-      'kernel',
-      kernelProgram({ cniBinDirs: this.options.cniBinDirs, netnsDirs: this.options.netnsDirs }),
-    );
+    this.startRunner('kernel', this.surveyPlugins());
     for (const runner of this.criRunners.values()) runner.read();
-    if (this.options.runtimeBinaries.length === 0) {
-      this.rescanTimer = setInterval(() => void this.rescan(), 10_000);
-    }
+    this.rescanTimer = setInterval(() => {
+      this.recheckPlugins();
+      if (this.options.runtimeBinaries.length === 0) void this.rescan();
+    }, 10_000);
     // Events held for reordering are released once input has been idle for a moment.
     this.idleTimer = setInterval(() => {
       if (Date.now() - this.lastLineAt <= 100 || !this.pipeline.holding) return;

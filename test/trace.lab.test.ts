@@ -46,8 +46,8 @@ class Trace {
   private child: ChildProcess;
   exitCode: Promise<number | null>;
 
-  constructor(record: string) {
-    this.child = spawn('node', ['dist/src/cli.js', 'trace', '--record', record], {
+  constructor(record: string, extra: string[] = []) {
+    this.child = spawn('node', ['dist/src/cli.js', 'trace', '--record', record, ...extra], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let buffer = '';
@@ -87,10 +87,14 @@ class Trace {
 }
 
 /** `lab up` with these arguments, then `podwire trace --record` until it says it is ready. */
-async function tracedLab(upArgs: string[], recording: string): Promise<Trace> {
+async function tracedLab(
+  upArgs: string[],
+  recording: string,
+  traceArgs: string[] = [],
+): Promise<Trace> {
   const up = await podwire('lab', 'up', ...upArgs);
   if (up.code !== 0) throw new Error(`lab up ${upArgs.join(' ')} failed: ${up.stderr}`);
-  const trace = new Trace(recording);
+  const trace = new Trace(recording, traceArgs);
   await trace.waitFor('the ready status', () =>
     trace.lines.some((l) => l.kind === 'status' && l.state === 'ready'),
   );
@@ -146,6 +150,16 @@ describe.skipIf(!isRoot)(
         trace.lines.findIndex((l) => l.kind === 'status' && l.state === 'ready'),
       ).toBeGreaterThanOrEqual(0);
       expect(trace.records('handshake')).toEqual([]);
+    });
+
+    it("probes the plugins' netlink and stdout in their own code, not at the system-wide syscalls", () => {
+      const where = trace.lines.find((l) => l.kind === 'status' && l.state === 'plugin-probes') as
+        | { message: string; mode: string; plugins: string[] }
+        | undefined;
+      expect(where?.mode, where?.message).toBe('uprobes');
+      expect(where?.plugins).toEqual(
+        expect.arrayContaining(['/usr/lib/cni/bridge', '/usr/lib/cni/loopback']),
+      );
     });
 
     it('gives exactly one handshake per pod for 10 pods created 5 at a time, agreeing with CRI and ip', async () => {
@@ -321,9 +335,11 @@ describe.skipIf(!isRoot || !haveSid)(
         throw new Error(
           `a lab is already up or was left behind (${labState}): run podwire lab down first`,
         );
+      // The fallback for plugins podwire cannot probe in their own code, on the real stack too.
       trace = await tracedLab(
         ['--containerd', `${process.cwd()}/${sidContainerd}`],
         join(scratch, 'run.ndjson'),
+        ['--plugin-probes', 'syscalls'],
       );
     });
 
@@ -332,7 +348,9 @@ describe.skipIf(!isRoot || !haveSid)(
       rmSync(scratch, { recursive: true, force: true });
     });
 
-    it('finds the 2.x runtime, reads its CRI calls and gives full handshakes and teardowns', async () => {
+    it('finds the 2.x runtime, reads its CRI calls and gives full handshakes and teardowns (plugins probed at the syscalls)', async () => {
+      const where = trace.lines.find((l) => l.kind === 'status' && l.state === 'plugin-probes');
+      expect((where as { mode?: string } | undefined)?.mode).toBe('syscalls');
       const found = trace.lines.find((l) => l.kind === 'status' && l.state === 'runtime-found');
       expect((found as { message: string }).message).toMatch(/containerd 2\.\d+/);
       const result = await podwire(

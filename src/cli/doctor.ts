@@ -1,5 +1,6 @@
 // `podwire doctor`: what this node offers podwire (kernel, tracefs, bpftrace, runtimes, CNI plugins), each problem
 // with its fix in one line, and an exit code that says whether tracing can work.
+
 import { readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -12,6 +13,7 @@ import {
   readNode,
   tracingCanWork,
 } from '../probes/features.js';
+import { surveyPlugins } from '../probes/plugins.js';
 import { defaultCniBinDirs } from '../probes/program.js';
 import { inspectContainerd } from '../probes/runtime.js';
 import { printJson } from './output.js';
@@ -57,6 +59,8 @@ export interface DoctorReport {
   /** Default CNI bin dirs that do not exist here (not a problem, shown so the user knows where doctor looked). */
   cniBinDirsAbsent: string[];
   probeMode: string;
+  /** Where the plugins' netlink and stdout are probed: in their own code, or at the syscalls (and why). */
+  pluginProbes: { mode: 'uprobes' | 'syscalls'; reasons: string[] };
   ok: boolean;
 }
 
@@ -175,12 +179,14 @@ export async function doctorReport(options: DoctorOptions): Promise<DoctorReport
     ? []
     : defaults.filter((d) => !d.exists).map((d) => d.dir);
 
+  const survey = surveyPlugins(cniBinDirs.map((d) => d.dir));
   return {
     checks,
     runtimes,
     cniBinDirs,
     cniBinDirsAbsent,
     probeMode: probeMode(checks),
+    pluginProbes: { mode: survey.mode, reasons: survey.reasons },
     ok: tracingCanWork(checks),
   };
 }
@@ -270,6 +276,24 @@ export function formatDoctor(report: DoctorReport): string {
   } else if (report.cniBinDirsAbsent.length > 0) {
     lines.push(
       `${' '.repeat(9)}(also looked in ${report.cniBinDirsAbsent.join(', ')}: not present)`,
+    );
+  }
+
+  if (report.cniBinDirs.length > 0) {
+    const { mode, reasons } = report.pluginProbes;
+    lines.push(
+      mode === 'uprobes'
+        ? row('ok', 'plugin probes', "netlink and stdout probed in the plugins' own code (uprobes)")
+        : row(
+            'warn',
+            'plugin probes',
+            `netlink and stdout probed at the system-wide syscalls, a cost to every process: ${reasons.join('; ')}`,
+          ),
+      ...(mode === 'syscalls'
+        ? fixLine(
+            'plugins built with Go 1.17+ for x86-64 are probed in their own code; the others need the syscalls',
+          )
+        : []),
     );
   }
 

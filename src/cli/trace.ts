@@ -33,6 +33,11 @@ export function registerTrace(program: Command): void {
       `a directory of CNI plugins (default: ${traceDefaults.cniBinDirs.join(', ')})`,
       collect,
     )
+    .option(
+      '--plugin-probes <where>',
+      "where to see the CNI plugins' netlink and stdout: auto (in their own code when every plugin allows it) or syscalls (system-wide syscall tracepoints: any plugin, at a cost to every process)",
+      'auto',
+    )
     .action(
       async (options: {
         json?: boolean;
@@ -40,7 +45,14 @@ export function registerTrace(program: Command): void {
         runtimeBinary?: string[];
         cniBinDir?: string[];
         nice: number;
+        pluginProbes: string;
       }) => {
+        if (options.pluginProbes !== 'auto' && options.pluginProbes !== 'syscalls') {
+          console.error(
+            `podwire trace: --plugin-probes ${options.pluginProbes} is not a choice: use auto or syscalls`,
+          );
+          process.exit(2);
+        }
         requireRoot('podwire trace');
         // Lower priority for podwire, and for the bpftrace and readers it starts (they inherit it): on a busy node
         // the pods come first; records arrive a little later and lost events, if any, are reported.
@@ -52,6 +64,7 @@ export function registerTrace(program: Command): void {
             cniBinDirs,
             netnsDirs: traceDefaults.netnsDirs,
             runtimeBinaries: options.runtimeBinary ?? [],
+            pluginProbes: options.pluginProbes,
             ...(options.record ? { record: options.record } : {}),
           },
           [new NdjsonSink(process.stdout)],

@@ -194,11 +194,15 @@ export class Correlator {
           extack: null,
         };
         plugin.requests.push(entry);
-        this.pendingRequests.set(`${event.pid}:${event.fd}`, entry);
+        const seq = netlinkSeq(event.bytes);
+        if (seq !== null) this.pendingRequests.set(`${event.pid}:${seq}`, entry);
         return;
       }
       case 'nl_recv': {
-        const entry = this.pendingRequests.get(`${event.pid}:${event.fd}`);
+        // The answer echoes its request's sequence number: plugin-io.bt does not see the socket's fd.
+        const seq = netlinkSeq(event.bytes);
+        const key = `${event.pid}:${seq}`;
+        const entry = seq === null ? undefined : this.pendingRequests.get(key);
         if (!entry) return;
         entry.endNs ??= event.ns;
         // Only an error (or ack) says how the request went; data replies are not decoded at all.
@@ -210,7 +214,7 @@ export class Correlator {
           entry.errno = error.error.errno;
           entry.endNs = event.ns;
           if (error.error.extack?.msg) entry.extack = error.error.extack.msg;
-          this.pendingRequests.delete(`${event.pid}:${event.fd}`);
+          this.pendingRequests.delete(key);
         }
         return;
       }
@@ -533,6 +537,18 @@ export class Correlator {
 }
 
 const NLMSG_ERROR = 2;
+
+/** nlmsg_seq of the first message in a buffer (bytes 8..11, little-endian), or null when it is cut before that. */
+function netlinkSeq(bytes: Uint8Array): number | null {
+  if (bytes.length < 12) return null;
+  return (
+    ((bytes[8] ?? 0) |
+      ((bytes[9] ?? 0) << 8) |
+      ((bytes[10] ?? 0) << 16) |
+      ((bytes[11] ?? 0) << 24)) >>>
+    0
+  );
+}
 
 /** Whether a netlink buffer holds an NLMSG_ERROR message, read from the headers alone. */
 function carriesError(bytes: Uint8Array): boolean {

@@ -167,7 +167,7 @@ export class Assembler {
         return;
       case 'nl_send':
       case 'nl_recv':
-        // Requests come in up to two chunks, answers in one (rtnetlink.bt).
+        // Requests come in up to two chunks, answers in one (plugin-io.bt, plugin-io-syscalls.bt).
         this.chunked(
           line,
           `${line.tag}:${line.tid}`,

@@ -3,8 +3,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import type { PluginHook, PluginSurvey } from './plugins.js';
+
 /** The kernel-side families, in the order they share maps: cni.bt defines @cni, the others read it. */
 export const kernelFragments = ['cni', 'netns', 'rtnetlink', 'sandbox'] as const;
+/** What the plugins send, read and print: in their own code (uprobes), or at the system-wide syscalls. */
+export const pluginIoFragments = { uprobes: 'plugin-io', syscalls: 'plugin-io-syscalls' } as const;
 
 /** probes/ next to package.json, found from this module both under src/ and dist/src/. */
 export function probesDir(): string {
@@ -18,12 +22,14 @@ export function probesDir(): string {
   );
 }
 
-/** A bpftrace string literal: paths come from the node, so quote them safely. */
-function literal(text: string): string {
+/** A path as podwire puts it into a probe: it comes from the node, so only plain characters. */
+export function literalPath(text: string): string {
   if (!/^[\w./+-]+$/.test(text))
-    throw new Error(`path "${text}" has characters podwire will not put in a probe filter`);
-  return `"${text}"`;
+    throw new Error(`path "${text}" has characters podwire will not put in a probe`);
+  return text;
 }
+
+const literal = (text: string) => `"${literalPath(text)}"`;
 
 /** `strncmp(str(uptr(ARG)), "/dir/", N) == 0 || ...`: an in-kernel prefix filter on a user string. */
 export function prefixFilter(argument: string, prefixes: string[]): string {
@@ -40,6 +46,39 @@ const readyProbe = `BEGIN { printf("${readyLine}\\n"); }`;
 export interface KernelProgramOptions {
   cniBinDirs: string[];
   netnsDirs: string[];
+  /** Where to probe the plugins' I/O; absent: at the syscalls. */
+  plugins?: Pick<PluginSurvey, 'mode' | 'plugins'>;
+}
+
+const placeholders: Record<PluginHook, string> = {
+  send: '{{SEND_UPROBES}}',
+  receive: '{{RECEIVE_UPROBES}}',
+  write: '{{WRITE_UPROBES}}',
+};
+
+/**
+ * plugin-io.bt with its attach points: each placeholder line becomes the uprobes of that hook in every plugin,
+ * and a probe whose list is empty is left out (bpftrace refuses a probe without attach points).
+ */
+export function pluginIoProgram(fragment: string, plugins: PluginSurvey['plugins']): string {
+  const blocks = fragment.split(/\n(?=\{\{\w+_UPROBES\}\}\n)/);
+  return blocks
+    .map((block) => {
+      const hook = (Object.keys(placeholders) as PluginHook[]).find((h) =>
+        block.startsWith(placeholders[h]),
+      );
+      if (!hook) return block;
+      const points = plugins.flatMap((plugin) =>
+        plugin.offsets[hook].map(
+          (offset) => `uprobe:${literalPath(plugin.path)}:0x${offset.toString(16)}`,
+        ),
+      );
+      if (points.length === 0) return '';
+      // The block runs to the first closing brace at the start of a line; what follows is the next block's.
+      const end = block.indexOf('\n}\n') + 3;
+      return `${points.join(',\n')}${block.slice(placeholders[hook].length, end)}${block.slice(end)}`;
+    })
+    .join('\n');
 }
 
 const withSlash = (dir: string) => (dir.endsWith('/') ? dir : `${dir}/`);
@@ -48,9 +87,12 @@ export function kernelProgram(options: KernelProgramOptions): string {
   const dir = probesDir();
   const binDirs = options.cniBinDirs.map(withSlash);
   const netnsDirs = options.netnsDirs.map(withSlash);
-  const program = kernelFragments
-    .map((name) => readFileSync(join(dir, `${name}.bt`), 'utf8'))
-    .join('\n');
+  const mode = options.plugins?.mode ?? 'syscalls';
+  const pluginIo = readFileSync(join(dir, `${pluginIoFragments[mode]}.bt`), 'utf8');
+  const program = [
+    ...kernelFragments.map((name) => readFileSync(join(dir, `${name}.bt`), 'utf8')),
+    mode === 'uprobes' ? pluginIoProgram(pluginIo, options.plugins?.plugins ?? []) : pluginIo,
+  ].join('\n');
   // END clears every map so that bpftrace does not print what is left of them when it stops.
   const maps = [...new Set([...program.matchAll(/@(\w+)\[/g)].map((m) => m[1]))];
   const endProbe = `END {\n${maps.map((map) => `  clear(@${map});`).join('\n')}\n}`;

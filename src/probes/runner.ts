@@ -19,7 +19,7 @@ export const memlockNoise = /RLIMIT_MEMLOCK|ulimit -l/;
 
 /** bpftrace's noise on this kind of machine: the memlock line, attach counts, compiler warnings and their carets. */
 const noise =
-  /Attaching \d+ probe|WARNING: .*Addrspace|arithmetic on integers of different signs|^\s*[~^]+\s*$|^\s+\S.*$/;
+  /Attaching \d+ probe|WARNING: .*Addrspace|WARNING: Could not determine instruction boundary|arithmetic on integers of different signs|^\s*[~^]+\s*$|^\s+\S.*$/;
 
 export class ProbeRunner {
   private child: ChildProcess | null = null;
@@ -29,6 +29,8 @@ export class ProbeRunner {
   private readonly dir: string;
   private readonly file: string;
   private stderrTail: string[] = [];
+  private reloading = false;
+  private args: string[] = [];
 
   constructor(
     readonly name: string,
@@ -38,7 +40,26 @@ export class ProbeRunner {
   ) {
     this.dir = mkdtempSync(join(tmpdir(), 'podwire-probe-'));
     this.file = join(this.dir, `${name.replace(/[^\w.-]+/g, '_')}.bt`);
+    this.setProgram(program);
+  }
+
+  private setProgram(program: string): void {
     writeFileSync(this.file, program);
+    // bpftrace 0.17 wants --unsafe for a uprobe at an address in a stripped binary (plugin-io.bt); the program
+    // itself uses nothing unsafe (no system(), no signals).
+    this.args = /^uprobe:\S+:0x[0-9a-f]+/m.test(program) ? ['--unsafe'] : [];
+  }
+
+  /** Runs another program in place of this one (plugins changed): not a failure, so no backoff. */
+  reload(program: string): void {
+    this.setProgram(program);
+    const child = this.child;
+    if (child?.pid !== undefined && child.exitCode === null) {
+      this.reloading = true;
+      child.kill('SIGINT');
+    } else if (!this.stopping && !this.timer) {
+      this.start();
+    }
   }
 
   get restartCount(): number {
@@ -53,7 +74,7 @@ export class ProbeRunner {
     this.stderrTail = [];
     // BPFTRACE_STRLEN on 0.17, BPFTRACE_MAX_STRLEN on 0.23+: the probes read strings in 199-byte chunks.
     const env = { ...process.env, BPFTRACE_STRLEN: '200', BPFTRACE_MAX_STRLEN: '200' };
-    const child = spawn(this.bpftrace, ['-f', 'json', this.file], {
+    const child = spawn(this.bpftrace, [...this.args, '-f', 'json', this.file], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -84,6 +105,11 @@ export class ProbeRunner {
   private exited(message: string): void {
     this.child = null;
     if (this.stopping) return;
+    if (this.reloading) {
+      this.reloading = false;
+      this.start();
+      return;
+    }
     this.restarts++;
     const delay = Math.min(30_000, 1_000 * 2 ** Math.min(this.restarts - 1, 5));
     this.events.died(message, delay);

@@ -220,7 +220,7 @@ describe('the tracepoints podwire attaches to', () => {
       'cni.bt',
       'sandbox.bt',
     ]);
-    // rtnetlink.bt attaches one body to a comma-joined pair.
+    // plugin-io-syscalls.bt attaches one body to a comma-joined pair.
     expect(names).toEqual(
       expect.arrayContaining([
         'syscalls:sys_exit_recvfrom',

@@ -1,0 +1,156 @@
+// Where to put uprobes in the CNI plugins' own binaries, so that their netlink traffic and stdout are seen without a
+// probe on a system-wide syscall tracepoint (which every process on the node pays for, measured in bench/README.md).
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseElf, vaddrToFileOffset } from './elf.js';
+import { functionByName, goFunctions, readGoBuildInfo } from './gosym.js';
+
+const EM_X86_64 = 62;
+
+/**
+ * The Go functions whose entry sees what we need, in Go's amd64 register ABI (Go 1.17+): the first integer
+ * arguments in AX, BX, CX, DI, SI, R8, R9, a slice as pointer, length, capacity.
+ * - send: `sendto(fd int, p []byte, flags int, to unsafe.Pointer, addrlen)`: fd=AX, bytes=BX, length=CX, to=R8.
+ *   vishvananda/netlink sends through golang.org/x/sys/unix, the standard library's NetlinkRIB through syscall.
+ * - receive: `syscall.ParseNetlinkMessage(b []byte)`: bytes=AX, length=BX, the answer exactly as received; both
+ *   vishvananda/netlink and NetlinkRIB parse every answer with it.
+ * - write: `syscall.write(fd int, p []byte)`: fd=AX, bytes=BX, length=CX; os.Stdout.Write ends there.
+ */
+export const pluginFunctions = {
+  send: ['golang.org/x/sys/unix.sendto', 'syscall.sendto'],
+  receive: ['syscall.ParseNetlinkMessage'],
+  write: ['syscall.write', 'golang.org/x/sys/unix.write'],
+} as const;
+
+export type PluginHook = keyof typeof pluginFunctions;
+
+export interface PluginInspection {
+  path: string;
+  /** Why this binary cannot be probed in its own code; null when it can. */
+  unsupported: string | null;
+  goVersion: string | null;
+  /** File offsets of the functions found, per hook (what the kernel's uprobe interface takes). */
+  offsets: Record<PluginHook, number[]>;
+}
+
+const noOffsets = (): Record<PluginHook, number[]> => ({ send: [], receive: [], write: [] });
+
+/** Go 1.17 brought the register ABI on amd64; older builds pass arguments on the stack. */
+export function hasRegisterAbi(goVersion: string): boolean {
+  const match = /^go(\d+)\.(\d+)/.exec(goVersion);
+  if (!match) return false;
+  const [major, minor] = [Number(match[1]), Number(match[2])];
+  return major > 1 || (major === 1 && minor >= 17);
+}
+
+export function inspectPlugin(path: string): PluginInspection {
+  const result: PluginInspection = {
+    path,
+    unsupported: null,
+    goVersion: null,
+    offsets: noOffsets(),
+  };
+  if (!/^[\w./+-]+$/.test(path)) {
+    result.unsupported = 'its path has characters podwire will not put in a probe';
+    return result;
+  }
+  let data: Buffer;
+  try {
+    data = readFileSync(path);
+  } catch (error) {
+    result.unsupported = `cannot read it: ${(error as NodeJS.ErrnoException).code ?? error}`;
+    return result;
+  }
+  const elf = parseElf(data);
+  if (typeof elf === 'string') {
+    result.unsupported = `not an ELF executable (${elf})`;
+    return result;
+  }
+  if (elf.machine !== EM_X86_64) {
+    result.unsupported = `built for ELF machine ${elf.machine}, podwire's plugin probes know x86-64 only`;
+    return result;
+  }
+  const info = readGoBuildInfo(elf);
+  if (typeof info === 'string') {
+    result.unsupported = `not a Go program (${info})`;
+    return result;
+  }
+  result.goVersion = info.goVersion;
+  if (!hasRegisterAbi(info.goVersion)) {
+    result.unsupported = `built with ${info.goVersion}, before Go's register ABI (1.17)`;
+    return result;
+  }
+  const table = goFunctions(elf);
+  if (typeof table === 'string') {
+    result.unsupported = table;
+    return result;
+  }
+  for (const hook of Object.keys(pluginFunctions) as PluginHook[]) {
+    for (const name of pluginFunctions[hook]) {
+      const fn = functionByName(table, name);
+      if (!fn) continue;
+      const offset = vaddrToFileOffset(elf, fn.entry);
+      if (typeof offset === 'number') result.offsets[hook].push(offset);
+    }
+  }
+  return result;
+}
+
+export interface PluginSurvey {
+  plugins: PluginInspection[];
+  /**
+   * `uprobes` when every plugin can be probed in its own code; `syscalls` (probes on the system-wide syscall
+   * tracepoints, which cost every process on the node) when one cannot, so that its traffic is not lost.
+   */
+  mode: 'uprobes' | 'syscalls';
+  /** The plugins that forced `syscalls`, as "path: why". */
+  reasons: string[];
+  /** path, inode, size and mtime of every plugin: changes when a plugin is installed, replaced or removed. */
+  fingerprint: string;
+}
+
+/** Regular executable files in a directory: what a runtime can exec as a plugin. */
+export function pluginFiles(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names
+    .map((name) => join(dir, name))
+    .filter((path) => {
+      try {
+        const stat = statSync(path);
+        return stat.isFile() && (stat.mode & 0o111) !== 0;
+      } catch {
+        return false;
+      }
+    })
+    .sort();
+}
+
+/** Cheap: stats only. Compared every few seconds to see plugins come and go. */
+export function pluginFingerprint(dirs: string[]): string {
+  return dirs
+    .flatMap(pluginFiles)
+    .map((path) => {
+      try {
+        const stat = statSync(path);
+        return `${path}:${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+      } catch {
+        return `${path}:gone`;
+      }
+    })
+    .join('\n');
+}
+
+export function surveyPlugins(dirs: string[], forceSyscalls = false): PluginSurvey {
+  const fingerprint = pluginFingerprint(dirs);
+  const plugins = dirs.flatMap(pluginFiles).map(inspectPlugin);
+  const reasons = plugins
+    .filter((plugin) => plugin.unsupported !== null)
+    .map((plugin) => `${plugin.path}: ${plugin.unsupported}`);
+  if (forceSyscalls) reasons.unshift('asked for (--plugin-probes syscalls)');
+  return { plugins, mode: reasons.length > 0 ? 'syscalls' : 'uprobes', reasons, fingerprint };
+}

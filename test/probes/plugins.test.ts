@@ -1,0 +1,169 @@
+// Where podwire puts its uprobes in the CNI plugins: found in Debian's real plugin binaries (containernetworking-
+// plugins, installed by scripts/setup.sh), checked against the bytes there; and the program made from them.
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { attachPoints } from '../../src/probes/features.js';
+import {
+  hasRegisterAbi,
+  inspectPlugin,
+  pluginFingerprint,
+  surveyPlugins,
+} from '../../src/probes/plugins.js';
+import { kernelProgram, pluginIoProgram, probesDir } from '../../src/probes/program.js';
+
+const debianPlugins = '/usr/lib/cni';
+const havePlugins = (() => {
+  try {
+    readFileSync(join(debianPlugins, 'bridge'));
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const noPlugins = `no ${debianPlugins}/bridge: apt-get install containernetworking-plugins`;
+
+/**
+ * Go's amd64 function prologue, a function's first instruction: the stack-growth check `cmp 0x10(%r14),%rsp`, or
+ * for a big frame `lea -N(%rsp),%r12` before comparing r12.
+ */
+const goPrologues = [
+  Buffer.from([0x49, 0x3b, 0x66, 0x10]),
+  Buffer.from([0x4c, 0x8d, 0x64, 0x24]),
+  Buffer.from([0x4c, 0x8d, 0xa4, 0x24]),
+].map((bytes) => bytes.toString('hex'));
+
+const scratch = mkdtempSync(join(tmpdir(), 'podwire-plugins-test-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+describe.skipIf(!havePlugins)(
+  `uprobe sites in Debian's CNI plugins${havePlugins ? '' : ` (skipped: ${noPlugins})`}`,
+  () => {
+    it("finds sendto, ParseNetlinkMessage and write in bridge, each at a Go function's first instruction", () => {
+      const bridge = inspectPlugin(join(debianPlugins, 'bridge'));
+      expect(bridge.unsupported).toBeNull();
+      expect(bridge.goVersion).toMatch(/^go1\.\d+/);
+      const bytes = readFileSync(join(debianPlugins, 'bridge'));
+      for (const hook of ['send', 'receive', 'write'] as const) {
+        expect(bridge.offsets[hook].length, hook).toBeGreaterThan(0);
+        for (const offset of bridge.offsets[hook])
+          expect(goPrologues, `${hook} at 0x${offset.toString(16)}`).toContain(
+            bytes.subarray(offset, offset + 4).toString('hex'),
+          );
+      }
+    });
+
+    it('finds no netlink in host-local (IPAM only), but its stdout', () => {
+      const hostLocal = inspectPlugin(join(debianPlugins, 'host-local'));
+      expect(hostLocal.offsets.send).toEqual([]);
+      expect(hostLocal.offsets.receive).toEqual([]);
+      expect(hostLocal.offsets.write.length).toBe(1);
+    });
+
+    it('probes every Debian plugin in its own code, so nothing on the node pays for syscall probes', () => {
+      const survey = surveyPlugins([debianPlugins]);
+      expect(survey.reasons).toEqual([]);
+      expect(survey.mode).toBe('uprobes');
+      const program = kernelProgram({
+        cniBinDirs: [debianPlugins],
+        netnsDirs: ['/run/netns'],
+        plugins: survey,
+      });
+      const points = attachPoints(program);
+      expect(points).toContain(
+        `uprobe:${debianPlugins}/bridge:0x${survey.plugins.find((p) => p.path.endsWith('/bridge'))?.offsets.send[0]?.toString(16)}`,
+      );
+      for (const hot of ['sendto', 'sendmsg', 'recvfrom', 'recvmsg', 'write', 'socket'])
+        expect(
+          points.filter((p) => p.includes(`sys_enter_${hot}`)),
+          hot,
+        ).toEqual([]);
+    });
+
+    it('falls back to the syscalls, saying which plugin forced it, when one is not a Go program', () => {
+      const dir = join(scratch, 'mixed');
+      mkdirSync(dir, { recursive: true });
+      for (const name of ['bridge', 'loopback'])
+        copyFileSync(join(debianPlugins, name), join(dir, name));
+      writeFileSync(join(dir, 'shell-plugin'), '#!/bin/sh\necho "{}"\n');
+      chmodSync(join(dir, 'shell-plugin'), 0o755);
+      writeFileSync(join(dir, 'README'), 'not executable: not a plugin\n');
+      const survey = surveyPlugins([dir]);
+      expect(survey.plugins.map((p) => p.path)).toEqual([
+        join(dir, 'bridge'),
+        join(dir, 'loopback'),
+        join(dir, 'shell-plugin'),
+      ]);
+      expect(survey.mode).toBe('syscalls');
+      expect(survey.reasons).toEqual([
+        expect.stringMatching(/shell-plugin: not an ELF executable/),
+      ]);
+      const points = attachPoints(
+        kernelProgram({ cniBinDirs: [dir], netnsDirs: ['/run/netns'], plugins: survey }),
+      );
+      expect(points).toContain('tracepoint:syscalls:sys_enter_sendto');
+      expect(points.filter((p) => p.startsWith('uprobe:'))).toEqual([]);
+
+      // A plugin replaced on disk changes the fingerprint the tracer compares every 10 s.
+      const before = pluginFingerprint([dir]);
+      rmSync(join(dir, 'shell-plugin'));
+      expect(pluginFingerprint([dir])).not.toBe(before);
+      expect(surveyPlugins([dir]).mode).toBe('uprobes');
+    });
+
+    it('is asked for the syscalls, and says so', () => {
+      const survey = surveyPlugins([debianPlugins], true);
+      expect(survey.mode).toBe('syscalls');
+      expect(survey.reasons[0]).toMatch(/--plugin-probes syscalls/);
+    });
+  },
+);
+
+describe('plugin-io.bt with its attach points', () => {
+  const fragment = readFileSync(join(probesDir(), 'plugin-io.bt'), 'utf8');
+  const plugin = (path: string, send: number[], receive: number[], write: number[]) => ({
+    path,
+    unsupported: null,
+    goVersion: 'go1.22.1',
+    offsets: { send, receive, write },
+  });
+
+  it('gives every hook the uprobes of every plugin that has it, and leaves out a hook nobody has', () => {
+    const program = pluginIoProgram(fragment, [
+      plugin('/opt/cni/bin/bridge', [0x1000], [0x2000], [0x3000]),
+      plugin('/opt/cni/bin/host-local', [], [], [0x4000]),
+    ]);
+    expect(attachPoints(program)).toEqual([
+      'uprobe:/opt/cni/bin/bridge:0x1000',
+      'uprobe:/opt/cni/bin/bridge:0x2000',
+      'uprobe:/opt/cni/bin/bridge:0x3000',
+      'uprobe:/opt/cni/bin/host-local:0x4000',
+    ]);
+    const noNetlink = pluginIoProgram(fragment, [plugin('/opt/cni/bin/static', [], [], [0x10])]);
+    expect(attachPoints(noNetlink)).toEqual(['uprobe:/opt/cni/bin/static:0x10']);
+    const code = noNetlink.replace(/\/\/.*$/gm, '');
+    expect(code).not.toMatch(/nl_send|nl_recv|\{\{/);
+    expect(code).toMatch(/cni_out/);
+  });
+
+  it('knows which Go builds pass arguments in registers', () => {
+    expect(hasRegisterAbi('go1.17')).toBe(true);
+    expect(hasRegisterAbi('go1.19.8')).toBe(true);
+    expect(hasRegisterAbi('go1.22rc1')).toBe(true);
+    expect(hasRegisterAbi('go1.16.15')).toBe(false);
+    expect(hasRegisterAbi('devel +abc')).toBe(false);
+  });
+
+  it('refuses a plugin path it would not put into a probe', () => {
+    expect(inspectPlugin('/opt/cni/bin/my plugin').unsupported).toMatch(/characters/);
+  });
+});
