@@ -1,4 +1,4 @@
-// RunPodSandbox latency on the lab with `podwire trace` running vs without, interleaved rounds, medians and ratio.
+// RunPodSandbox latency on the lab with `podwire trace` running vs without, interleaved rounds (ABBA), medians and ratio.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { labDown, labUp } from '../src/lab/lab.js';
@@ -61,16 +61,22 @@ async function main(): Promise<void> {
     console.log(
       `runpodsandbox-overhead: ${rounds} interleaved round pairs of ${podsPerRound} pods, one at a time (RunPodSandbox ms)`,
     );
-    console.log('pair  without_p50  with_p50  ratio');
-    for (let pair = 1; pair <= rounds; pair++) {
-      const plain = await round(paths);
+    console.log('pair  without_p50  with_p50  ratio  (odd pairs: without first; even: with first)');
+    const tracedRound = async () => {
       const tracer = await startTracer();
-      let traced: number[];
       try {
-        traced = await round(paths);
+        return await round(paths);
       } finally {
         await stopTracer(tracer);
       }
+    };
+    for (let pair = 1; pair <= rounds; pair++) {
+      // Without first in odd pairs, with first in even ones: RunPodSandbox slows as the lab's containerd ages
+      // (tens of ms over a run), and always measuring the tracer second would charge that drift to it.
+      const tracerFirst = pair % 2 === 0;
+      const traced = tracerFirst ? await tracedRound() : [];
+      const plain = await round(paths);
+      if (!tracerFirst) traced.push(...(await tracedRound()));
       without.push(...plain);
       withTracer.push(...traced);
       const a = percentile(plain, 50) ?? Number.NaN;
