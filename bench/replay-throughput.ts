@@ -43,7 +43,9 @@ const targetPeakRssMb = 200;
 const synthesisVersion = 1;
 
 const root = projectRoot();
-const fixture = join(root, 'test/fixtures/recordings/ten-pods.ndjson');
+/** The real recording to repeat: the default probes' (plugins seen in their own code); FIXTURE names another. */
+const fixtureName = process.env.FIXTURE ?? 'ten-pods-plugin-uprobes.ndjson';
+const fixture = join(root, 'test/fixtures/recordings', fixtureName);
 const cacheDir = join(root, '.cache/bench');
 
 // ---- The recording as the synthesis sees it -------------------------------------------------------------------
@@ -186,7 +188,14 @@ function buildPlan(file: string): Plan {
   const groups: Group[] = [];
   const open = new Map<string, number>();
   for (const text of rest) {
-    const wrapper = JSON.parse(text) as { src?: string; raw?: string; probe?: string };
+    const wrapper = JSON.parse(text) as {
+      src?: string;
+      raw?: string;
+      probe?: string;
+      drain?: boolean;
+    };
+    // The live run's idle drains: copies overlap, so there is no idle moment to repeat; the window releases.
+    if (wrapper.drain) continue;
     const raw = wrapper.raw;
     const parsed = raw?.startsWith('{')
       ? (JSON.parse(raw) as { type?: string; data?: unknown })
@@ -779,7 +788,10 @@ async function main(): Promise<void> {
     return;
   }
   mkdirSync(cacheDir, { recursive: true });
-  const file = join(cacheDir, `replay-${copies}x-overlap${overlap}.ndjson`);
+  const file = join(
+    cacheDir,
+    `replay-${fixtureName.replace(/\.ndjson$/, '')}-${copies}x-overlap${overlap}.ndjson`,
+  );
   const plan = buildPlan(fixture);
   const cached = cachedHeader(file);
   if (
@@ -796,7 +808,7 @@ async function main(): Promise<void> {
   } else console.log(`using ${file} (REGENERATE=1 to make it again)`);
   const stepMs = Number(stepNsOf(plan)) / 1e6;
   console.log(
-    `replay-throughput: ${copies} copies of ten-pods.ndjson (window ${(Number(plan.windowNs) / 1e6).toFixed(0)} ms, a copy every ${stepMs.toFixed(0)} ms: overlap ${overlap}), ${runs} runs, each a process of its own`,
+    `replay-throughput: ${copies} copies of ${fixtureName} (window ${(Number(plan.windowNs) / 1e6).toFixed(0)} ms, a copy every ${stepMs.toFixed(0)} ms: overlap ${overlap}), ${runs} runs, each a process of its own`,
   );
   console.log(
     `machine: ${cpus().length} CPUs, kernel ${release()}, node ${process.version}; pipeline_s is the time inside Pipeline.push/finish, replay_s adds reading the file and its JSON wrapper`,
