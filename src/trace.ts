@@ -1,5 +1,5 @@
 // `podwire trace`: runs the probes on this node and sends every handshake and teardown to the sinks.
-import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, statSync, type WriteStream } from 'node:fs';
 import type { HandshakeRecord } from './correlate/record.js';
 import type { StatusEvent } from './events.js';
 import { Pipeline, type PipelineOutput } from './pipeline.js';
@@ -50,6 +50,8 @@ export class Tracer {
   private lastLineAt = 0;
   private attached = new Set<string>();
   private criRunners = new Map<string, UprobeEventsRunner>();
+  /** Which file each runtime's probes are in (uprobes belong to the file, not to a process), and whether it runs. */
+  private criFiles = new Map<string, { identity: string; running: boolean }>();
   private unsupported = new Set<string>();
   private nextRuntimeIndex = 0;
   private rescanTimer: NodeJS.Timeout | null = null;
@@ -232,6 +234,7 @@ export class Tracer {
       return null;
     }
     this.criRunners.set(binary, runner);
+    this.criFiles.set(binary, { identity: fileIdentity(binary), running: true });
     return runner;
   }
 
@@ -252,18 +255,45 @@ export class Tracer {
         this.recording?.write(`${JSON.stringify({ cri: true })}\n`);
         runner.read();
       }
-      for (const [binary, runner] of this.criRunners) {
-        if (running.has(binary)) continue;
+      for (const [binary, runner] of [...this.criRunners]) {
+        const file = this.criFiles.get(binary) ?? { identity: '', running: false };
+        const replaced = fileIdentity(binary) !== file.identity;
+        if (!replaced) {
+          // A restart of the same binary (stop, start, crash) keeps the probes: they are in the file, and
+          // removing them in between would lose the calls of the first pods after the start.
+          if (running.has(binary) !== file.running) {
+            file.running = running.has(binary);
+            this.emit(
+              file.running
+                ? status('runtime-found', `containerd runs again from ${binary}`, { binary })
+                : status(
+                    'runtime-gone',
+                    `no containerd runs from ${binary} now; its CRI probes stay, for when it starts again`,
+                    { binary },
+                  ),
+            );
+          }
+          continue;
+        }
+        // Removed or replaced on disk (an upgrade): the probes belong to the old file.
         this.criRunners.delete(binary);
+        this.criFiles.delete(binary);
         await runner.stop();
         this.attached.delete(runner.name);
         this.emit(
           status(
             'runtime-gone',
-            `no containerd runs from ${binary} any more: its CRI probes are removed`,
+            `${binary} was removed or replaced on disk: its CRI probes are removed${running.has(binary) ? ', and the new file is probed' : ''}`,
             { binary },
           ),
         );
+        if (!running.has(binary)) continue;
+        const fresh = await this.attachRuntime(binary);
+        if (!fresh) {
+          this.unsupported.add(binary);
+          continue;
+        }
+        fresh.read();
       }
     } finally {
       this.rescanning = false;
@@ -340,6 +370,16 @@ export class Tracer {
       this.recording ? this.recording.end(resolve) : resolve(),
     );
     for (const sink of this.sinks) await sink.close();
+  }
+}
+
+/** A file as the kernel's uprobes see it: the same path may become another file (an upgrade). */
+function fileIdentity(path: string): string {
+  try {
+    const stat = statSync(path);
+    return `${stat.dev}:${stat.ino}:${stat.mtimeMs}`;
+  } catch {
+    return 'gone';
   }
 }
 

@@ -125,6 +125,7 @@ describe.skipIf(!isRoot)(
   () => {
     const scratch = mkdtempSync(join(tmpdir(), 'podwire-trace-test-'));
     const recording = join(scratch, 'run.ndjson');
+    const plugins = join(scratch, 'plugins');
     let trace: Trace;
     let created: Created;
 
@@ -133,7 +134,14 @@ describe.skipIf(!isRoot)(
         throw new Error(
           `a lab is already up or was left behind (${labState}): run podwire lab down first`,
         );
-      trace = await tracedLab([], recording);
+      // A CNI bin dir of the test's own besides Debian's: a plugin is installed there while tracing.
+      mkdirSync(plugins, { recursive: true });
+      trace = await tracedLab([], recording, [
+        '--cni-bin-dir',
+        '/usr/lib/cni',
+        '--cni-bin-dir',
+        plugins,
+      ]);
     });
 
     afterAll(async () => {
@@ -272,6 +280,41 @@ describe.skipIf(!isRoot)(
       expect((await podwire('lab', 'pods', 'delete', '--all')).code).toBe(0);
     });
 
+    it('sees a plugin installed while it runs: attaches again, at the syscalls for a plugin that is not Go, and goes on tracing', async () => {
+      const statuses = () =>
+        trace.lines.filter((l) => l.kind === 'status') as {
+          state: string;
+          message: string;
+          mode?: string;
+        }[];
+      const seen = statuses().length;
+      writeFileSync(join(plugins, 'shell-plugin'), '#!/bin/sh\necho "{}"\n', { mode: 0o755 });
+      await trace.waitFor(
+        'a plugins-changed status and the kernel probes attached again',
+        () => {
+          const later = statuses().slice(seen);
+          const changed = later.findIndex((s) => s.state === 'plugins-changed');
+          return changed >= 0 && later.slice(changed).some((s) => s.state === 'probe-restarted');
+        },
+        40_000,
+      );
+      const later = statuses().slice(seen);
+      const where = later.find((s) => s.state === 'plugin-probes');
+      expect(where?.mode).toBe('syscalls');
+      expect(where?.message).toMatch(/shell-plugin: not an ELF executable/);
+      const before = trace.records('handshake').length;
+      const result = await podwire('lab', 'pods', 'create', '--count', '1', '--json');
+      expect(result.code, result.stderr).toBe(0);
+      await trace.waitFor(
+        'a handshake after the reload',
+        () => trace.records('handshake').length > before,
+      );
+      const record = trace.records('handshake').at(-1) as HandshakeRecord;
+      expect(record.outcome).toBe('ok');
+      for (const name of required) expect(phase(record, name), name).toBeDefined();
+      expect((await podwire('lab', 'pods', 'delete', '--all')).code).toBe(0);
+    });
+
     it('reports the pod that gets no address as failed, naming the plugin and its message, the others ok', async () => {
       expect((await podwire('lab', 'down')).code).toBe(0);
       expect((await labUpWithTinyRange(scratch)).code).toBe(0);
@@ -292,6 +335,9 @@ describe.skipIf(!isRoot)(
         () => trace.records('handshake').length >= before + 3,
       );
       const records = trace.records('handshake').slice(before);
+      // The lab's containerd was stopped and started again: its CRI probes stayed in the binary, so even
+      // the first pods after the start have their RunPodSandbox call.
+      for (const record of records) expect(phase(record, 'cri RunPodSandbox')).toBeDefined();
       expect(records.filter((r) => r.outcome === 'ok')).toHaveLength(2);
       const failed = records.find((r) => r.outcome === 'failed') as HandshakeRecord;
       expect(failed.pod.name).toBe(pods.find((p) => p.error)?.name);
