@@ -34,3 +34,11 @@ export const millis = (from: bigint, to: bigint): number => Number(to - from) / 
 export const earliest = (values: bigint[]): bigint => values.reduce((a, b) => (b < a ? b : a));
 // biome-ignore lint/complexity/useMathMinMax: Math.max throws on bigint
 export const latest = (values: bigint[]): bigint => values.reduce((a, b) => (b > a ? b : a));
+
+/** RFC 3339 UTC with up to nine fractional digits (as rfc3339Nanos writes it) back to epoch nanoseconds. */
+export function epochNanos(text: string): bigint {
+  const match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z$/.exec(text);
+  if (!match?.[1]) throw new Error(`"${text}" is not an RFC 3339 UTC time`);
+  const seconds = BigInt(Date.parse(`${match[1]}Z`) / 1000);
+  return seconds * 1_000_000_000n + BigInt((match[2] ?? '').padEnd(9, '0'));
+}

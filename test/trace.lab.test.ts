@@ -346,12 +346,17 @@ describe.skipIf(!isRoot)(
     });
 
     it('stops cleanly on SIGINT, and a replay of its recording gives the same records', async () => {
+      const jaeger = join(scratch, 'replay.jaeger.json');
       expect(await trace.stop()).toBe(0);
       expect(readFileSync('/sys/kernel/tracing/uprobe_events', 'utf8')).not.toMatch(/podwire_/);
       const replayed = await new Promise<string>((resolve, reject) => {
-        const child = spawn('node', ['dist/src/cli.js', 'replay', recording, '--json'], {
-          stdio: ['ignore', 'pipe', 'inherit'],
-        });
+        const child = spawn(
+          'node',
+          ['dist/src/cli.js', 'replay', recording, '--json', '--jaeger-json', jaeger],
+          {
+            stdio: ['ignore', 'pipe', 'inherit'],
+          },
+        );
         let out = '';
         child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
         child.once('exit', (code) =>
@@ -362,6 +367,19 @@ describe.skipIf(!isRoot)(
         text.split('\n').filter((l) => l.trim() && !l.includes('"kind":"status"'));
       const live = trace.lines.filter((l) => l.kind !== 'status').map((l) => JSON.stringify(l));
       expect(records(replayed)).toEqual(live);
+      // The same run as a file Jaeger's UI opens: one trace per record, named by its pod.
+      const traces = (
+        JSON.parse(readFileSync(jaeger, 'utf8')) as {
+          data: { spans: { tags: { key: string; value: unknown }[] }[] }[];
+        }
+      ).data;
+      expect(traces).toHaveLength(live.length);
+      const podNames = traces.map(
+        (t) => t.spans[0]?.tags.find((tag) => tag.key === 'k8s.pod.name')?.value,
+      );
+      expect(podNames).toEqual(
+        trace.lines.filter((l) => l.kind !== 'status').map((l) => (l as HandshakeRecord).pod.name),
+      );
     });
   },
 );

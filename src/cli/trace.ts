@@ -2,11 +2,24 @@
 import { setPriority } from 'node:os';
 import type { Command } from 'commander';
 import { replayFile } from '../replay.js';
-import { NdjsonSink } from '../sinks/ndjson.js';
+import { JaegerJsonSink } from '../sinks/jaeger-json.js';
+import { NdjsonSink, type Sink } from '../sinks/ndjson.js';
 import { existingCniBinDirs, Tracer, traceDefaults } from '../trace.js';
 import { requireRoot } from './output.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+const jaegerOption = [
+  '--jaeger-json <file>',
+  "also write every handshake and teardown as a trace to FILE, which Jaeger's UI opens without a backend (Search, Upload)",
+] as const;
+
+/** NDJSON on stdout, and the trace file when asked for. */
+function sinks(options: { jaegerJson?: string }): Sink[] {
+  const all: Sink[] = [new NdjsonSink(process.stdout)];
+  if (options.jaegerJson) all.push(new JaegerJsonSink(options.jaegerJson));
+  return all;
+}
 
 export function registerTrace(program: Command): void {
   program
@@ -33,6 +46,7 @@ export function registerTrace(program: Command): void {
       `a directory of CNI plugins (default: ${traceDefaults.cniBinDirs.join(', ')})`,
       collect,
     )
+    .option(...jaegerOption)
     .option(
       '--plugin-probes <where>',
       "where to see the CNI plugins' netlink and stdout: auto (in their own code when every plugin allows it) or syscalls (system-wide syscall tracepoints: any plugin, at a cost to every process)",
@@ -46,6 +60,7 @@ export function registerTrace(program: Command): void {
         cniBinDir?: string[];
         nice: number;
         pluginProbes: string;
+        jaegerJson?: string;
       }) => {
         if (options.pluginProbes !== 'auto' && options.pluginProbes !== 'syscalls') {
           console.error(
@@ -67,7 +82,7 @@ export function registerTrace(program: Command): void {
             pluginProbes: options.pluginProbes,
             ...(options.record ? { record: options.record } : {}),
           },
-          [new NdjsonSink(process.stdout)],
+          sinks(options),
         );
         await tracer.start();
         await new Promise<void>((resolve) => {
@@ -84,7 +99,8 @@ export function registerTrace(program: Command): void {
     .description('replay a recording made with trace --record: the same records the live run gave')
     .argument('<file>', 'the recording')
     .option('--json', 'NDJSON on stdout')
-    .action(async (file: string) => {
-      await replayFile(file, [new NdjsonSink(process.stdout)]);
+    .option(...jaegerOption)
+    .action(async (file: string, options: { jaegerJson?: string }) => {
+      await replayFile(file, sinks(options));
     });
 }
