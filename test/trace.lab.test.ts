@@ -117,6 +117,15 @@ async function endTracedLab(
   );
 }
 
+/** One more pod on the lab, and the handshake the tracer gives for it. */
+async function oneMorePod(trace: Trace, after: string): Promise<HandshakeRecord> {
+  const before = trace.records('handshake').length;
+  const result = await podwire('lab', 'pods', 'create', '--count', '1', '--json');
+  expect(result.code, result.stderr).toBe(0);
+  await trace.waitFor(`a handshake ${after}`, () => trace.records('handshake').length > before);
+  return trace.records('handshake').at(-1) as HandshakeRecord;
+}
+
 const phase = (record: HandshakeRecord, name: string) => record.phases.find((p) => p.name === name);
 const required = ['cri RunPodSandbox', ...bridgeHandshakeSteps];
 
@@ -269,14 +278,7 @@ describe.skipIf(!isRoot)(
       await trace.waitFor('a probe-restarted status', () =>
         statuses().some((s) => s.state === 'probe-restarted'),
       );
-      const before = trace.records('handshake').length;
-      const result = await podwire('lab', 'pods', 'create', '--count', '1', '--json');
-      expect(result.code, result.stderr).toBe(0);
-      await trace.waitFor(
-        'a handshake after the restart',
-        () => trace.records('handshake').length > before,
-      );
-      expect(trace.records('handshake').at(-1)?.outcome).toBe('ok');
+      expect((await oneMorePod(trace, 'after the restart')).outcome).toBe('ok');
       expect((await podwire('lab', 'pods', 'delete', '--all')).code).toBe(0);
     });
 
@@ -302,14 +304,7 @@ describe.skipIf(!isRoot)(
       const where = later.find((s) => s.state === 'plugin-probes');
       expect(where?.mode).toBe('syscalls');
       expect(where?.message).toMatch(/shell-plugin: not an ELF executable/);
-      const before = trace.records('handshake').length;
-      const result = await podwire('lab', 'pods', 'create', '--count', '1', '--json');
-      expect(result.code, result.stderr).toBe(0);
-      await trace.waitFor(
-        'a handshake after the reload',
-        () => trace.records('handshake').length > before,
-      );
-      const record = trace.records('handshake').at(-1) as HandshakeRecord;
+      const record = await oneMorePod(trace, 'after the reload');
       expect(record.outcome).toBe('ok');
       for (const name of required) expect(phase(record, name), name).toBeDefined();
       expect((await podwire('lab', 'pods', 'delete', '--all')).code).toBe(0);

@@ -1,8 +1,8 @@
 // `podwire doctor`: what this node offers podwire (kernel, tracefs, bpftrace, runtimes, CNI plugins), each problem
 // with its fix in one line, and an exit code that says whether tracing can work.
 
-import { readdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { statSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { runningRuntimes } from '../probes/discover.js';
 import {
@@ -13,7 +13,7 @@ import {
   readNode,
   tracingCanWork,
 } from '../probes/features.js';
-import { surveyPlugins } from '../probes/plugins.js';
+import { pluginFilesIn, surveyPlugins } from '../probes/plugins.js';
 import { defaultCniBinDirs } from '../probes/program.js';
 import { inspectContainerd } from '../probes/runtime.js';
 import { printJson } from './output.js';
@@ -112,24 +112,10 @@ async function runtimeReport(
   };
 }
 
-/** Regular executable files: what containerd can exec as a plugin. */
-function pluginsIn(dir: string): string[] {
-  return readdirSync(dir)
-    .filter((name) => {
-      try {
-        const stat = statSync(join(dir, name));
-        return stat.isFile() && (stat.mode & 0o111) !== 0;
-      } catch {
-        return false;
-      }
-    })
-    .sort();
-}
-
 function cniBinDirReport(dir: string, source: CniBinDirReport['source']): CniBinDirReport {
   let plugins: string[];
   try {
-    plugins = pluginsIn(dir);
+    plugins = pluginFilesIn(dir).map((path) => basename(path));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
     return {

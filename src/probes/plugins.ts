@@ -109,15 +109,9 @@ export interface PluginSurvey {
   fingerprint: string;
 }
 
-/** Regular executable files in a directory: what a runtime can exec as a plugin. */
-export function pluginFiles(dir: string): string[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names
+/** Regular executable files in a directory: what a runtime can exec as a plugin. Throws when it cannot be read. */
+export function pluginFilesIn(dir: string): string[] {
+  return readdirSync(dir)
     .map((name) => join(dir, name))
     .filter((path) => {
       try {
@@ -128,6 +122,15 @@ export function pluginFiles(dir: string): string[] {
       }
     })
     .sort();
+}
+
+/** pluginFilesIn, none for a directory that is not there (yet). */
+export function pluginFiles(dir: string): string[] {
+  try {
+    return pluginFilesIn(dir);
+  } catch {
+    return [];
+  }
 }
 
 /** Cheap: stats only. Compared every few seconds to see plugins come and go. */
