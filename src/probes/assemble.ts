@@ -35,6 +35,11 @@ function joinStringChunks(chunks: string[]): string {
 
 /** `format`: how the probe printed the buffer (%r for text such as JSON and argv, %rx for binary netlink). */
 function joinBufferChunks(chunks: string[], length: number, format: 'r' | 'rx'): Uint8Array {
+  // Most buffers fit one chunk: no list, no copy.
+  if (chunks.length === 1) {
+    const bytes = bytesFromBpftraceBuf(chunks[0] ?? '', format);
+    return bytes.length > length ? bytes.subarray(0, length) : bytes;
+  }
   const parts = chunks.map((chunk) => bytesFromBpftraceBuf(chunk, format));
   const total = parts.reduce((sum, part) => sum + part.length, 0);
   const bytes = new Uint8Array(total);
