@@ -150,7 +150,15 @@ export class Tracer {
     const probed = plugins.plugins.filter((p) =>
       Object.values(p.offsets).some((o) => o.length > 0),
     );
-    if (plugins.mode === 'syscalls' && plugins.plugins.length > 0) {
+    if (plugins.plugins.length === 0) {
+      this.emit(
+        status(
+          'plugin-probes',
+          `no CNI plugins in ${this.options.cniBinDirs.join(', ') || '(no CNI bin dir)'}: plugin execs, netlink and stdout are not seen until one is installed there (or pass --cni-bin-dir DIR)`,
+          { mode: plugins.mode, plugins: [] },
+        ),
+      );
+    } else if (plugins.mode === 'syscalls') {
       this.emit(
         status(
           'plugin-probes',

@@ -60,7 +60,7 @@ export interface DoctorReport {
   cniBinDirsAbsent: string[];
   probeMode: string;
   /** Where the plugins' netlink and stdout are probed: in their own code, or at the syscalls (and why). */
-  pluginProbes: { mode: 'uprobes' | 'syscalls'; reasons: string[] };
+  pluginProbes: { mode: 'uprobes' | 'syscalls'; reasons: string[]; plugins: number };
   ok: boolean;
 }
 
@@ -172,7 +172,7 @@ export async function doctorReport(options: DoctorOptions): Promise<DoctorReport
     cniBinDirs,
     cniBinDirsAbsent,
     probeMode: probeMode(checks),
-    pluginProbes: { mode: survey.mode, reasons: survey.reasons },
+    pluginProbes: { mode: survey.mode, reasons: survey.reasons, plugins: survey.plugins.length },
     ok: tracingCanWork(checks),
   };
 }
@@ -265,7 +265,7 @@ export function formatDoctor(report: DoctorReport): string {
     );
   }
 
-  if (report.cniBinDirs.length > 0) {
+  if (report.cniBinDirs.length > 0 && report.pluginProbes.plugins > 0) {
     const { mode, reasons } = report.pluginProbes;
     lines.push(
       mode === 'uprobes'

@@ -119,6 +119,29 @@ describe('podwire doctor', () => {
       expect(report.cniBinDirs.find((d) => d.dir === '/usr/lib/cni')?.plugins).toContain('bridge');
     }
   });
+
+  it("says where the plugins' netlink and stdout will be probed, and why at the syscalls if so", () => {
+    const plugins = report.cniBinDirs.reduce((sum, dir) => sum + dir.plugins.length, 0);
+    expect(report.pluginProbes.plugins).toBe(plugins);
+    const row = text.stdout.split('\n').find((line) => /\splugin probes\s/.test(line));
+    if (plugins === 0) {
+      expect(row).toBeUndefined();
+      return;
+    }
+    if (report.pluginProbes.mode === 'uprobes') {
+      expect(report.pluginProbes.reasons).toEqual([]);
+      expect(row).toMatch(/^ok\s+plugin probes\s+.*own code/);
+    } else {
+      expect(row).toMatch(/^warn\s+plugin probes\s+.*system-wide syscalls/);
+      for (const reason of report.pluginProbes.reasons) expect(row).toContain(reason);
+    }
+    // Debian's reference plugins are Go 1.17+ on x86-64: all of them can be probed in their own code.
+    if (
+      existsSync('/usr/lib/cni/bridge') &&
+      report.cniBinDirs.every((d) => d.dir === '/usr/lib/cni')
+    )
+      expect(report.pluginProbes.mode).toBe('uprobes');
+  });
 });
 
 describe.skipIf(!existsSync(DEBIAN_CONTAINERD) || !hasObjdump)(
