@@ -1,10 +1,15 @@
 // `podwire trace`: runs the probes on this node and sends every handshake and teardown to the sinks.
-import { createWriteStream, existsSync, statSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import type { HandshakeRecord } from './correlate/record.js';
 import type { StatusEvent } from './events.js';
 import { Pipeline, type PipelineOutput } from './pipeline.js';
 import { runningRuntimes } from './probes/discover.js';
-import { type PluginSurvey, pluginFingerprint, surveyPlugins } from './probes/plugins.js';
+import {
+  fileIdentity,
+  type PluginSurvey,
+  pluginFingerprint,
+  surveyPlugins,
+} from './probes/plugins.js';
 import { defaultCniBinDirs, defaultNetnsDirs, kernelProgram } from './probes/program.js';
 import { ProbeRunner } from './probes/runner.js';
 import { inspectContainerd } from './probes/runtime.js';
@@ -166,7 +171,7 @@ export class Tracer {
           { mode: plugins.mode, reasons: plugins.reasons },
         ),
       );
-    } else if (plugins.mode === 'uprobes') {
+    } else {
       this.emit(
         status(
           'plugin-probes',
@@ -378,16 +383,6 @@ export class Tracer {
       this.recording ? this.recording.end(resolve) : resolve(),
     );
     for (const sink of this.sinks) await sink.close();
-  }
-}
-
-/** A file as the kernel's uprobes see it: the same path may become another file (an upgrade). */
-function fileIdentity(path: string): string {
-  try {
-    const stat = statSync(path);
-    return `${stat.dev}:${stat.ino}:${stat.mtimeMs}`;
-  } catch {
-    return 'gone';
   }
 }
 

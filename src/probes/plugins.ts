@@ -4,6 +4,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseElf, vaddrToFileOffset } from './elf.js';
 import { functionByName, goFunctions, readGoBuildInfo } from './gosym.js';
+import { isProbeSafePath } from './program.js';
 
 const EM_X86_64 = 62;
 
@@ -50,7 +51,7 @@ export function inspectPlugin(path: string): PluginInspection {
     goVersion: null,
     offsets: noOffsets(),
   };
-  if (!/^[\w./+-]+$/.test(path)) {
+  if (!isProbeSafePath(path)) {
     result.unsupported = 'its path has characters podwire will not put in a probe';
     return result;
   }
@@ -133,24 +134,28 @@ export function pluginFiles(dir: string): string[] {
   }
 }
 
+/** A file as the kernel's uprobes see it: the same path may become another file (an install, an upgrade). */
+export function fileIdentity(path: string): string {
+  try {
+    const stat = statSync(path);
+    return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+  } catch {
+    return 'gone';
+  }
+}
+
+const fingerprintOf = (files: string[]) =>
+  files.map((path) => `${path}:${fileIdentity(path)}`).join('\n');
+
 /** Cheap: stats only. Compared every few seconds to see plugins come and go. */
 export function pluginFingerprint(dirs: string[]): string {
-  return dirs
-    .flatMap(pluginFiles)
-    .map((path) => {
-      try {
-        const stat = statSync(path);
-        return `${path}:${stat.ino}:${stat.size}:${stat.mtimeMs}`;
-      } catch {
-        return `${path}:gone`;
-      }
-    })
-    .join('\n');
+  return fingerprintOf(dirs.flatMap(pluginFiles));
 }
 
 export function surveyPlugins(dirs: string[], forceSyscalls = false): PluginSurvey {
-  const fingerprint = pluginFingerprint(dirs);
-  const plugins = dirs.flatMap(pluginFiles).map(inspectPlugin);
+  const files = dirs.flatMap(pluginFiles);
+  const fingerprint = fingerprintOf(files);
+  const plugins = files.map(inspectPlugin);
   const reasons = plugins
     .filter((plugin) => plugin.unsupported !== null)
     .map((plugin) => `${plugin.path}: ${plugin.unsupported}`);

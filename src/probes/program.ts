@@ -22,9 +22,12 @@ export function probesDir(): string {
   );
 }
 
-/** A path as podwire puts it into a probe: it comes from the node, so only plain characters. */
+/** Whether podwire will put a path from the node into a probe: plain characters only. */
+export const isProbeSafePath = (text: string): boolean => /^[\w./+-]+$/.test(text);
+
+/** A path as podwire puts it into a probe. */
 export function literalPath(text: string): string {
-  if (!/^[\w./+-]+$/.test(text))
+  if (!isProbeSafePath(text))
     throw new Error(`path "${text}" has characters podwire will not put in a probe`);
   return text;
 }
