@@ -49,6 +49,8 @@ export interface StatusEvent {
     | 'input-problem'
     | 'plugin-probes'
     | 'plugins-changed'
+    | 'export-failed'
+    | 'export-resumed'
     | 'stopped';
   time: string;
   message: string;

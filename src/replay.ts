@@ -70,7 +70,13 @@ export async function replayFile(file: string, sinks: Sink[]): Promise<void> {
       continue;
     }
     const out = pipeline.push(parsed.src, parsed.raw);
+    if (out.records.length === 0) continue;
     for (const record of out.records) emit(record);
+    // Nothing is lost in a replay: a sink that is behind (a collector) is waited for.
+    for (const sink of sinks) {
+      const behind = sink.backlog?.();
+      if (behind) await behind;
+    }
   }
   if (!pipeline) throw new Error(`${file} is empty: record one with podwire trace --record FILE`);
   for (const record of pipeline.finish().records) emit(record);

@@ -15,8 +15,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord, PhaseRecord } from '../src/correlate/record.js';
 import { bridgeHandshakeSteps } from './correlate/recordings.js';
+import { loadDashboard, metricNamesQueried } from './dashboards/queries.js';
 import {
   bridge,
+  freePort,
   hostLinks,
   type IpLink,
   ip,
@@ -26,6 +28,15 @@ import {
   podwire,
   rootReason,
 } from './lab/node.js';
+import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from './otel/otlp-receiver.js';
+import { sample } from './otel/prometheus.js';
+import {
+  byTrace,
+  expectJaegerMatchesOtlp,
+  expectTraceOfRecord,
+  type JaegerSpan,
+  traceOf,
+} from './otel/traces.js';
 
 interface Created {
   pods: {
@@ -46,9 +57,10 @@ class Trace {
   private child: ChildProcess;
   exitCode: Promise<number | null>;
 
-  constructor(record: string, extra: string[] = []) {
+  constructor(record: string, extra: string[] = [], env: Record<string, string> = {}) {
     this.child = spawn('node', ['dist/src/cli.js', 'trace', '--record', record, ...extra], {
       stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, ...env },
     });
     let buffer = '';
     this.child.stdout?.on('data', (chunk: Buffer) => {
@@ -86,15 +98,28 @@ class Trace {
   }
 }
 
-/** `lab up` with these arguments, then `podwire trace --record` until it says it is ready. */
+/**
+ * `lab up` with these arguments (and `labEnv` in the lab containerd's environment, which it hands on to the CNI
+ * plugins), then `podwire trace --record` (with `traceEnv`) until it says it is ready.
+ */
 async function tracedLab(
   upArgs: string[],
   recording: string,
   traceArgs: string[] = [],
+  {
+    labEnv = {},
+    traceEnv = {},
+  }: { labEnv?: Record<string, string>; traceEnv?: Record<string, string> } = {},
 ): Promise<Trace> {
+  const saved = { ...process.env };
+  Object.assign(process.env, labEnv);
   const up = await podwire('lab', 'up', ...upArgs);
+  for (const key of Object.keys(labEnv)) {
+    if (saved[key] === undefined) delete process.env[key];
+    else process.env[key] = saved[key];
+  }
   if (up.code !== 0) throw new Error(`lab up ${upArgs.join(' ')} failed: ${up.stderr}`);
-  const trace = new Trace(recording, traceArgs);
+  const trace = new Trace(recording, traceArgs, traceEnv);
   await trace.waitFor('the ready status', () =>
     trace.lines.some((l) => l.kind === 'status' && l.state === 'ready'),
   );
@@ -135,8 +160,11 @@ describe.skipIf(!isRoot)(
     const scratch = mkdtempSync(join(tmpdir(), 'podwire-trace-test-'));
     const recording = join(scratch, 'run.ndjson');
     const plugins = join(scratch, 'plugins');
+    const liveJaeger = join(scratch, 'live.jaeger.json');
     let trace: Trace;
     let created: Created;
+    let collector: OtlpReceiver;
+    let metricsPort: number;
 
     beforeAll(async () => {
       if (existsSync(labState))
@@ -145,16 +173,25 @@ describe.skipIf(!isRoot)(
         );
       // A CNI bin dir of the test's own besides Debian's: a plugin is installed there while tracing.
       mkdirSync(plugins, { recursive: true });
+      collector = await startOtlpReceiver('http/protobuf');
+      metricsPort = await freePort();
       trace = await tracedLab([], recording, [
         '--cni-bin-dir',
         '/usr/lib/cni',
         '--cni-bin-dir',
         plugins,
+        '--otlp',
+        collector.endpoint,
+        '--metrics',
+        String(metricsPort),
+        '--jaeger-json',
+        liveJaeger,
       ]);
     });
 
     afterAll(async () => {
       await endTracedLab(trace, recording, 'trace-lab');
+      await collector?.close();
       rmSync(scratch, { recursive: true, force: true });
     });
 
@@ -340,6 +377,44 @@ describe.skipIf(!isRoot)(
       expect(failed.error?.message).toMatch(/no IP addresses available/);
     });
 
+    it('serves the metrics of this run: counts by outcome, latency histograms, probe restarts, all the dashboard needs', async () => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      for (const outcome of ['ok', 'failed', 'incomplete']) {
+        const count = (kind: 'handshake' | 'teardown') =>
+          trace.records(kind).filter((r) => r.outcome === outcome).length;
+        expect(sample(text, 'podwire_handshakes_total', { outcome }), outcome).toBe(
+          count('handshake'),
+        );
+        expect(sample(text, 'podwire_teardowns_total', { outcome }), outcome).toBe(
+          count('teardown'),
+        );
+      }
+      const ok = trace.records('handshake').filter((r) => r.outcome === 'ok');
+      expect(
+        sample(text, 'podwire_handshake_duration_seconds_count', {
+          outcome: 'ok',
+          runtime: 'containerd',
+          primary_plugin: 'bridge',
+        }),
+      ).toBe(ok.length);
+      expect(
+        sample(text, 'podwire_phase_duration_seconds_count', {
+          kind: 'handshake',
+          phase: 'ipam host-local',
+          plugin: 'host-local',
+          status: 'error',
+        }),
+      ).toBe(1);
+      const restarts = trace.lines.filter(
+        (l) => l.kind === 'status' && l.state === 'probe-restarted',
+      );
+      expect(sample(text, 'podwire_probe_restarts_total', { source: 'kernel' })).toBe(
+        restarts.length,
+      );
+      for (const name of metricNamesQueried(loadDashboard()))
+        expect(text, name).toMatch(new RegExp(`^${name}(_bucket|_count|_sum)?\\{`, 'm'));
+    });
+
     it('stops cleanly on SIGINT, and a replay of its recording gives the same records', async () => {
       const jaeger = join(scratch, 'replay.jaeger.json');
       expect(await trace.stop()).toBe(0);
@@ -376,6 +451,22 @@ describe.skipIf(!isRoot)(
         trace.lines.filter((l) => l.kind !== 'status').map((l) => (l as HandshakeRecord).pod.name),
       );
     });
+
+    it('sent every record to the collector as one trace, the same spans as its Jaeger file', () => {
+      const records = trace.lines.filter((l): l is HandshakeRecord => l.kind !== 'status');
+      expect(byTrace(collector.spans).size).toBe(records.length);
+      for (const record of records) expectTraceOfRecord(record, traceOf(record, collector.spans));
+      const file = JSON.parse(readFileSync(liveJaeger, 'utf8')) as {
+        data: { spans: JaegerSpan[] }[];
+      };
+      expectJaegerMatchesOtlp(
+        file.data.flatMap((t) => t.spans),
+        collector.spans,
+      );
+      expect(trace.lines.filter((l) => l.kind === 'status' && l.state === 'export-failed')).toEqual(
+        [],
+      );
+    });
   },
 );
 
@@ -388,22 +479,35 @@ describe.skipIf(!isRoot || !haveSid)(
   () => {
     let trace: Trace;
     const scratch = mkdtempSync(join(tmpdir(), 'podwire-trace2-test-'));
+    // The lab's containerd runs with this in its environment, which it hands on to every CNI plugin, as a
+    // runtime with tracing on passes its span to them.
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    let collectorPort: number;
+    let collector: OtlpReceiver | null = null;
 
     beforeAll(async () => {
       if (existsSync(labState))
         throw new Error(
           `a lab is already up or was left behind (${labState}): run podwire lab down first`,
         );
+      // No collector listens there yet: it comes up later in the run.
+      collectorPort = await freePort();
       // The fallback for plugins podwire cannot probe in their own code, on the real stack too.
       trace = await tracedLab(
         ['--containerd', `${process.cwd()}/${sidContainerd}`],
         join(scratch, 'run.ndjson'),
-        ['--plugin-probes', 'syscalls'],
+        ['--plugin-probes', 'syscalls', '--otlp', `http://127.0.0.1:${collectorPort}`],
+        {
+          labEnv: { TRACEPARENT: traceparent },
+          // The exporter gives up on an unreachable collector within 2 s instead of 10 s.
+          traceEnv: { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_TIMEOUT: '2000' },
+        },
       );
     });
 
     afterAll(async () => {
       await endTracedLab(trace, join(scratch, 'run.ndjson'), 'trace-lab2');
+      await collector?.close();
       rmSync(scratch, { recursive: true, force: true });
     });
 
@@ -442,6 +546,48 @@ describe.skipIf(!isRoot || !haveSid)(
           expect.arrayContaining(['cri StopPodSandbox', 'cni DEL bridge', 'cri RemovePodSandbox']),
         );
       }
+    });
+
+    it('goes on tracing while the collector is down, counts what it drops, and delivers once it is up', async () => {
+      const statuses = () =>
+        trace.lines.filter((l) => l.kind === 'status') as {
+          state: string;
+          message: string;
+          droppedTotal?: number;
+        }[];
+      await trace.waitFor('an export-failed status', () =>
+        statuses().some((s) => s.state === 'export-failed'),
+      );
+      const failed = statuses().find((s) => s.state === 'export-failed');
+      expect(failed?.message).toContain(`127.0.0.1:${collectorPort}`);
+      expect(failed?.droppedTotal).toBeGreaterThan(0);
+      collector = await startOtlpReceiver('grpc', { port: collectorPort });
+      const record = await oneMorePod(trace, 'while the collector is up');
+      expect(record.outcome).toBe('ok');
+      expect(record.traceparent).toBe(traceparent);
+      // The runtime's trace holds every pod of this lab (one TRACEPARENT for all): find this pod's root in it.
+      const rootOfPod = () =>
+        (collector as OtlpReceiver).spans.find(
+          (s) =>
+            s.attributes['k8s.pod.name'] === record.pod.name && s.name === 'pod network handshake',
+        );
+      // The gRPC channel may still be backing off from the refused connections: give it time.
+      await trace.waitFor('the new pod in the collector', () => rootOfPod() !== undefined, 60_000);
+      const root = rootOfPod() as ReceivedSpan;
+      expect(root, 'the new pod arrived').toBeDefined();
+      expect(root.traceId).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
+      expect(root.parentSpanId).toBe('00f067aa0ba902b7');
+      const subtree = (top: ReceivedSpan): ReceivedSpan[] => [
+        top,
+        ...(collector as OtlpReceiver).spans
+          .filter((s) => s.parentSpanId === top.spanId)
+          .flatMap(subtree),
+      ];
+      expectTraceOfRecord(record, subtree(root));
+      await trace.waitFor('an export-resumed status', () =>
+        statuses().some((s) => s.state === 'export-resumed'),
+      );
+      expect((await podwire('lab', 'pods', 'delete', '--all')).code).toBe(0);
     });
   },
 );

@@ -1,9 +1,13 @@
 // `podwire trace` and `podwire replay`: the tracer from the command line.
 import { setPriority } from 'node:os';
 import type { Command } from 'commander';
+import type { StatusEvent } from '../events.js';
+import { parseListenAddress, startTelemetry, type Telemetry } from '../otel/telemetry.js';
 import { replayFile } from '../replay.js';
 import { JaegerJsonSink } from '../sinks/jaeger-json.js';
+import { MetricsSink } from '../sinks/metrics.js';
 import { NdjsonSink, type Sink } from '../sinks/ndjson.js';
+import { OtlpSink } from '../sinks/otlp.js';
 import { existingCniBinDirs, Tracer, traceDefaults } from '../trace.js';
 import { requireRoot } from './output.js';
 
@@ -14,11 +18,56 @@ const jaegerOption = [
   "also write every handshake and teardown as a trace to FILE, which Jaeger's UI opens without a backend (Search, Upload)",
 ] as const;
 
-/** NDJSON on stdout, and the trace file when asked for. */
-function sinks(options: { jaegerJson?: string }): Sink[] {
-  const all: Sink[] = [new NdjsonSink(process.stdout)];
-  if (options.jaegerJson) all.push(new JaegerJsonSink(options.jaegerJson));
-  return all;
+const otlpOption = [
+  '--otlp [endpoint]',
+  'also send every handshake and teardown as a trace to an OpenTelemetry collector (default: the OTEL_EXPORTER_OTLP_* variables, else http://localhost:4318; protocol from OTEL_EXPORTER_OTLP_PROTOCOL: http/protobuf, http/json or grpc)',
+] as const;
+
+interface SinkOptions {
+  jaegerJson?: string;
+  otlp?: string | boolean;
+  metrics?: string;
+}
+
+/** NDJSON on stdout, and the trace file, the collector and the metrics endpoint when asked for. */
+async function openSinks(
+  command: string,
+  options: SinkOptions,
+): Promise<{ sinks: Sink[]; telemetry: Telemetry | null }> {
+  const sinks: Sink[] = [new NdjsonSink(process.stdout)];
+  if (options.jaegerJson) sinks.push(new JaegerJsonSink(options.jaegerJson));
+  let metrics: { host: string; port: number } | undefined;
+  if (options.metrics !== undefined) {
+    const listen = parseListenAddress(options.metrics);
+    if ('error' in listen) fail(command, listen.error);
+    metrics = listen;
+  }
+  if (!options.otlp && !metrics) return { sinks, telemetry: null };
+  const telemetry = await startTelemetry({
+    ...(options.otlp
+      ? { otlp: { endpoint: options.otlp === true ? undefined : options.otlp } }
+      : {}),
+    ...(metrics ? { metrics } : {}),
+    status: (event: StatusEvent) => {
+      for (const sink of sinks) sink.write(event);
+    },
+  });
+  if ('error' in telemetry) fail(command, telemetry.error);
+  if (telemetry.queue) sinks.push(new OtlpSink(telemetry));
+  if (telemetry.meter) sinks.push(new MetricsSink(telemetry));
+  const where = [
+    telemetry.destination
+      ? `traces to ${telemetry.destination.url} (${telemetry.destination.protocol})`
+      : '',
+    telemetry.metricsUrl ? `metrics at ${telemetry.metricsUrl}` : '',
+  ].filter(Boolean);
+  process.stderr.write(`podwire ${command}: ${where.join('; ')}\n`);
+  return { sinks, telemetry };
+}
+
+function fail(command: string, message: string): never {
+  console.error(`podwire ${command}: ${message}`);
+  process.exit(2);
 }
 
 export function registerTrace(program: Command): void {
@@ -47,28 +96,35 @@ export function registerTrace(program: Command): void {
       collect,
     )
     .option(...jaegerOption)
+    .option(...otlpOption)
+    .option(
+      '--metrics <[host:]port>',
+      'serve Prometheus metrics (handshake and phase latencies, outcomes, losses) on PORT; a bare port binds 127.0.0.1',
+    )
     .option(
       '--plugin-probes <where>',
       "where to see the CNI plugins' netlink and stdout: auto (in their own code when every plugin allows it) or syscalls (system-wide syscall tracepoints: any plugin, at a cost to every process)",
       'auto',
     )
     .action(
-      async (options: {
-        json?: boolean;
-        record?: string;
-        runtimeBinary?: string[];
-        cniBinDir?: string[];
-        nice: number;
-        pluginProbes: string;
-        jaegerJson?: string;
-      }) => {
+      async (
+        options: {
+          json?: boolean;
+          record?: string;
+          runtimeBinary?: string[];
+          cniBinDir?: string[];
+          nice: number;
+          pluginProbes: string;
+        } & SinkOptions,
+      ) => {
         if (options.pluginProbes !== 'auto' && options.pluginProbes !== 'syscalls') {
-          console.error(
-            `podwire trace: --plugin-probes ${options.pluginProbes} is not a choice: use auto or syscalls`,
+          fail(
+            'trace',
+            `--plugin-probes ${options.pluginProbes} is not a choice: use auto or syscalls`,
           );
-          process.exit(2);
         }
         requireRoot('podwire trace');
+        const { sinks, telemetry } = await openSinks('trace', options);
         // Lower priority for podwire, and for the bpftrace and readers it starts (they inherit it): on a busy node
         // the pods come first; records arrive a little later and lost events, if any, are reported.
         if (Number.isFinite(options.nice))
@@ -82,7 +138,7 @@ export function registerTrace(program: Command): void {
             pluginProbes: options.pluginProbes,
             ...(options.record ? { record: options.record } : {}),
           },
-          sinks(options),
+          sinks,
         );
         await tracer.start();
         await new Promise<void>((resolve) => {
@@ -91,6 +147,7 @@ export function registerTrace(program: Command): void {
           process.once('SIGTERM', stop);
         });
         await tracer.stop();
+        await telemetry?.shutdown();
       },
     );
 
@@ -100,7 +157,10 @@ export function registerTrace(program: Command): void {
     .argument('<file>', 'the recording')
     .option('--json', 'NDJSON on stdout')
     .option(...jaegerOption)
-    .action(async (file: string, options: { jaegerJson?: string }) => {
-      await replayFile(file, sinks(options));
+    .option(...otlpOption)
+    .action(async (file: string, options: SinkOptions) => {
+      const { sinks, telemetry } = await openSinks('replay', options);
+      await replayFile(file, sinks);
+      await telemetry?.shutdown();
     });
 }

@@ -5,6 +5,8 @@ import type { StatusEvent } from '../events.js';
 
 export interface Sink {
   write(record: HandshakeRecord | StatusEvent): void;
+  /** For a source that can wait (replay): a promise while the sink is behind, null when it keeps up. */
+  backlog?(): Promise<void> | null;
   close(): Promise<void>;
 }
 

@@ -1,6 +1,7 @@
 // What a user looks at on the node to check the lab: the podwire CLI, `ip`, /proc and the lab's dirs.
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -148,4 +149,13 @@ export async function labUpWithTinyRange(scratch: string): Promise<CliResult> {
   const file = join(scratch, 'tiny.conflist');
   writeFileSync(file, JSON.stringify(config));
   return podwire('lab', 'up', '--cni-config', file);
+}
+
+/** A loopback TCP port nothing listens on right now (for a receiver or a metrics endpoint of a test's own). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }

@@ -1,0 +1,209 @@
+// One OpenTelemetry SDK per podwire process: traces to an OTLP collector and/or metrics for Prometheus, as asked.
+import { hostname } from 'node:os';
+import { type Meter, metrics, type Tracer, trace } from '@opentelemetry/api';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import {
+  defaultResource,
+  envDetector,
+  hostDetector,
+  resourceFromAttributes,
+} from '@opentelemetry/resources';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { AlwaysOnSampler, type IdGenerator } from '@opentelemetry/sdk-trace';
+import type { StatusEvent } from '../events.js';
+import { type DropReason, ExportQueue, exportQueueOptionsFromEnv } from './export-queue.js';
+import {
+  createSpanExporter,
+  type OtlpDestination,
+  otlpDestination,
+  protocolFromEnv,
+} from './exporter.js';
+
+export interface TelemetryOptions {
+  /** Present when traces go to a collector: `--otlp [ENDPOINT]`; no endpoint means the OTEL_* variables decide. */
+  otlp?: { endpoint: string | undefined };
+  /** Present when `--metrics [HOST:]PORT` asked for a Prometheus endpoint. */
+  metrics?: { host: string; port: number };
+  /** Status lines for the daemon's own output (drops, collector back). */
+  status: (event: StatusEvent) => void;
+}
+
+/** The ids a span gets are set just before it starts, so that the OTLP trace has the ids of the Jaeger file. */
+export class RecordIds implements IdGenerator {
+  traceId = '';
+  spanId = '';
+  generateTraceId(): string {
+    return this.traceId;
+  }
+  generateSpanId(): string {
+    return this.spanId;
+  }
+}
+
+export interface Telemetry {
+  tracer: Tracer | null;
+  ids: RecordIds;
+  queue: ExportQueue | null;
+  destination: OtlpDestination | null;
+  meter: Meter | null;
+  /** Where Prometheus scrapes, e.g. http://127.0.0.1:9464/metrics. */
+  metricsUrl: string | null;
+  /** Flushes what is queued (bounded) and stops the exporters and the metrics server. */
+  shutdown(): Promise<void>;
+}
+
+/** The node's name as Kubernetes knows it: the DaemonSet passes spec.nodeName as NODE_NAME; else the host name. */
+export function nodeName(): string {
+  return process.env.PODWIRE_NODE_NAME?.trim() || process.env.NODE_NAME?.trim() || hostname();
+}
+
+/** `--metrics [HOST:]PORT`: a bare port binds 127.0.0.1, so that the metrics are not on the network unless asked. */
+export function parseListenAddress(
+  value: string,
+): { host: string; port: number } | { error: string } {
+  const match = /^(?:(\[[0-9a-f:.]+\]|[^:[\]]+):)?(\d{1,5})$/i.exec(value.trim());
+  const port = Number(match?.[2]);
+  if (!match || !Number.isInteger(port) || port < 1 || port > 65535) {
+    return {
+      error: `--metrics ${value} is not [HOST:]PORT: give a port such as 9464, or 0.0.0.0:9464 to serve every address`,
+    };
+  }
+  return { host: (match[1] ?? '127.0.0.1').replace(/^\[|\]$/g, ''), port };
+}
+
+const statusTime = () => new Date().toISOString();
+
+/** Drops are said at once the first time, then at most every 10 s as a sum, so a dead collector does not flood. */
+class DropReporter {
+  private pending: Record<DropReason, number> = { 'queue-full': 0, 'export-failed': 0 };
+  private lastError: string | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private lastReportAt = 0;
+
+  constructor(
+    private readonly destination: OtlpDestination,
+    private readonly queue: () => ExportQueue,
+    private readonly status: (event: StatusEvent) => void,
+  ) {}
+
+  dropped(count: number, reason: DropReason, error: string | null): void {
+    this.pending[reason] += count;
+    if (error) this.lastError = error;
+    const wait = this.lastReportAt + 10_000 - Date.now();
+    if (wait <= 0) this.report();
+    else this.timer ??= setTimeout(() => this.report(), wait).unref();
+  }
+
+  resumed(): void {
+    this.report();
+    this.status({
+      kind: 'status',
+      state: 'export-resumed',
+      time: statusTime(),
+      message: `otlp: the collector at ${this.destination.url} takes spans again`,
+      exporter: 'otlp',
+    });
+  }
+
+  report(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const full = this.pending['queue-full'];
+    const failed = this.pending['export-failed'];
+    if (full + failed === 0) return;
+    this.lastReportAt = Date.now();
+    this.pending = { 'queue-full': 0, 'export-failed': 0 };
+    const why = [
+      failed > 0
+        ? `${failed} in exports that failed${this.lastError ? ` (${this.lastError})` : ''}`
+        : '',
+      full > 0 ? `${full} because the queue was full` : '',
+    ]
+      .filter(Boolean)
+      .join(', ');
+    const counters = this.queue().counters;
+    this.status({
+      kind: 'status',
+      state: 'export-failed',
+      time: statusTime(),
+      message: `otlp: ${full + failed} spans dropped, ${why}; is the collector at ${this.destination.url} up? Tracing goes on`,
+      exporter: 'otlp',
+      dropped: { 'queue-full': full, 'export-failed': failed },
+      droppedTotal: counters.dropped['queue-full'] + counters.dropped['export-failed'],
+    });
+  }
+}
+
+export async function startTelemetry(
+  options: TelemetryOptions,
+): Promise<Telemetry | { error: string }> {
+  let destination: OtlpDestination | null = null;
+  let queue: ExportQueue | null = null;
+  let reporter: DropReporter | null = null;
+  if (options.otlp) {
+    const protocol = protocolFromEnv();
+    if (typeof protocol !== 'string') return protocol;
+    const chosen = otlpDestination(options.otlp.endpoint, protocol);
+    if ('error' in chosen) return chosen;
+    destination = chosen;
+    const made = new DropReporter(chosen, () => queue as ExportQueue, options.status);
+    reporter = made;
+    queue = new ExportQueue(createSpanExporter(chosen), exportQueueOptionsFromEnv(), made);
+  }
+  let prometheus: PrometheusExporter | null = null;
+  if (options.metrics) {
+    const { host, port } = options.metrics;
+    const started = await new Promise<PrometheusExporter | { error: string }>((resolve) => {
+      const exporter: PrometheusExporter = new PrometheusExporter({ host, port }, (error) =>
+        resolve(
+          error
+            ? {
+                error: `cannot serve metrics on ${host}:${port}: ${error.message}; choose another --metrics [HOST:]PORT`,
+              }
+            : exporter,
+        ),
+      );
+    });
+    if ('error' in started) {
+      await queue?.shutdown(0);
+      return started;
+    }
+    prometheus = started;
+  }
+  const ids = new RecordIds();
+  const sdk = new NodeSDK({
+    // podwire by default; OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (the env detector) win.
+    resource: defaultResource().merge(
+      resourceFromAttributes({ 'service.name': 'podwire', 'k8s.node.name': nodeName() }),
+    ),
+    resourceDetectors: [hostDetector, envDetector],
+    // Every handshake is worth its trace, whatever the runtime's sampling said of its parent.
+    sampler: new AlwaysOnSampler(),
+    idGenerator: ids,
+    spanProcessors: queue ? [queue] : [],
+    metricReaders: prometheus ? [prometheus] : [],
+    logRecordProcessors: [],
+    textMapPropagator: null,
+    instrumentations: [],
+  });
+  sdk.start();
+  const tracer = queue ? trace.getTracer('podwire') : null;
+  const meter = prometheus ? metrics.getMeter('podwire') : null;
+  const endpointPath = '/metrics';
+  return {
+    tracer,
+    ids,
+    queue,
+    destination,
+    meter,
+    metricsUrl: options.metrics
+      ? `http://${options.metrics.host.includes(':') ? `[${options.metrics.host}]` : options.metrics.host}:${options.metrics.port}${endpointPath}`
+      : null,
+    async shutdown() {
+      // At most 10 s for a collector that is away: stopping must not hang on it.
+      await queue?.shutdown(10_000);
+      reporter?.report();
+      await sdk.shutdown().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,120 @@
+// The metrics sink (--metrics): handshake and phase latencies, outcomes and the daemon's own losses, for Prometheus.
+// Names and labels are what dashboards/podwire.json queries; change both together.
+import type { Counter, Histogram } from '@opentelemetry/api';
+import type { HandshakeRecord, PhaseRecord } from '../correlate/record.js';
+import type { StatusEvent } from '../events.js';
+import type { Telemetry } from '../otel/telemetry.js';
+import type { Sink } from './ndjson.js';
+
+/** 1 ms to 30 s: a pod's network comes up in tens of milliseconds when all is well, in seconds when it is not. */
+export const durationBuckets = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
+
+const pluginOfPhase = /^(?:cni (?:ADD|DEL|CHECK|VERSION|GC|STATUS) |ipam )(.+)$/;
+
+/** The plugin a phase belongs to: its own for a plugin or IPAM phase, the enclosing one's for a netlink request. */
+export function phasePlugin(phases: PhaseRecord[], phase: PhaseRecord): string {
+  for (let at: PhaseRecord | undefined = phase; at; ) {
+    const match = pluginOfPhase.exec(at.name);
+    if (match?.[1]) return match[1];
+    at = at.parentId === null ? undefined : phases[at.parentId];
+  }
+  return 'none';
+}
+
+/** The plugin that wired the pod: the first CNI plugin run that is not loopback. */
+export function primaryPlugin(record: HandshakeRecord): string {
+  for (const phase of record.phases) {
+    const match = /^cni [A-Z]+ (.+)$/.exec(phase.name);
+    if (match?.[1] && match[1] !== 'loopback') return match[1];
+  }
+  return 'unknown';
+}
+
+export class MetricsSink implements Sink {
+  private readonly handshakeDuration: Histogram;
+  private readonly phaseDuration: Histogram;
+  private readonly handshakes: Counter;
+  private readonly teardowns: Counter;
+  private readonly eventsLost: Counter;
+  private readonly probeRestarts: Counter;
+
+  constructor(telemetry: Telemetry) {
+    const meter = telemetry.meter;
+    if (!meter) throw new Error('MetricsSink needs telemetry started with metrics');
+    const advice = { explicitBucketBoundaries: durationBuckets };
+    this.handshakeDuration = meter.createHistogram('podwire_handshake_duration_seconds', {
+      description:
+        'Pod network handshakes: from RunPodSandbox (or the first step seen) to its return',
+      unit: 's',
+      advice,
+    });
+    this.phaseDuration = meter.createHistogram('podwire_phase_duration_seconds', {
+      description:
+        'Each step of a handshake or teardown (CRI call, CNI plugin, IPAM, netlink request, ...)',
+      unit: 's',
+      advice,
+    });
+    this.handshakes = meter.createCounter('podwire_handshakes_total', {
+      description: 'Pod network handshakes by outcome',
+    });
+    this.teardowns = meter.createCounter('podwire_teardowns_total', {
+      description: 'Pod network teardowns by outcome',
+    });
+    this.eventsLost = meter.createCounter('podwire_events_lost_total', {
+      description: 'Probe events the kernel dropped before podwire read them',
+    });
+    this.probeRestarts = meter.createCounter('podwire_probe_restarts_total', {
+      description: 'Probe programs that died and were attached again',
+    });
+    const queue = telemetry.queue;
+    meter
+      .createObservableCounter('podwire_spans_dropped_total', {
+        description: 'Spans not delivered to the OTLP collector (queue full, or the export failed)',
+      })
+      .addCallback((result) => {
+        for (const reason of ['queue-full', 'export-failed'] as const)
+          result.observe(queue?.counters.dropped[reason] ?? 0, { reason });
+      });
+    // Counters that have not moved yet are still shown (as 0), so that rates and alerts have a series from the start.
+    for (const outcome of ['ok', 'failed', 'incomplete']) {
+      this.handshakes.add(0, { outcome });
+      this.teardowns.add(0, { outcome });
+    }
+    this.eventsLost.add(0, { source: 'kernel' });
+    this.probeRestarts.add(0, { source: 'kernel' });
+  }
+
+  write(record: HandshakeRecord | StatusEvent): void {
+    if (record.kind === 'status') {
+      const source = typeof record.source === 'string' ? record.source : 'unknown';
+      if (record.state === 'events-lost' && typeof record.lost === 'number')
+        this.eventsLost.add(record.lost, { source });
+      if (record.state === 'probe-restarted') this.probeRestarts.add(1, { source });
+      return;
+    }
+    const seconds = (ms: number) => ms / 1000;
+    if (record.kind === 'handshake') {
+      this.handshakes.add(1, { outcome: record.outcome });
+      this.handshakeDuration.record(seconds(record.durationMs), {
+        outcome: record.outcome,
+        runtime: record.runtime ?? 'unknown',
+        primary_plugin: primaryPlugin(record),
+      });
+    } else {
+      this.teardowns.add(1, { outcome: record.outcome });
+    }
+    for (const phase of record.phases) {
+      if (phase.durationMs === null) continue;
+      this.phaseDuration.record(seconds(phase.durationMs), {
+        kind: record.kind,
+        phase: phase.name,
+        plugin: phasePlugin(record.phases, phase),
+        status: phase.error ? 'error' : 'ok',
+      });
+    }
+  }
+
+  async close(): Promise<void> {}
+}
