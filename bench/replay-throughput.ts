@@ -806,6 +806,8 @@ async function main(): Promise<void> {
       `synthesised ${file}: ${written} probe lines, ${(statSync(file).size / 1e9).toFixed(2)} GB, in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );
   } else console.log(`using ${file} (REGENERATE=1 to make it again)`);
+  // Another bench (replay-otlp) only needs the file.
+  if (process.env.SYNTHESISE_ONLY === '1') return;
   const stepMs = Number(stepNsOf(plan)) / 1e6;
   console.log(
     `replay-throughput: ${copies} copies of ${fixtureName} (window ${(Number(plan.windowNs) / 1e6).toFixed(0)} ms, a copy every ${stepMs.toFixed(0)} ms: overlap ${overlap}), ${runs} runs, each a process of its own`,

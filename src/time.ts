@@ -36,7 +36,23 @@ export const earliest = (values: bigint[]): bigint => values.reduce((a, b) => (b
 export const latest = (values: bigint[]): bigint => values.reduce((a, b) => (b > a ? b : a));
 
 /** RFC 3339 UTC with up to nine fractional digits (as rfc3339Nanos writes it) back to epoch nanoseconds. */
+const secondsOfDay = new Map<string, bigint>();
+
 export function epochNanos(text: string): bigint {
+  // The fast way for what rfc3339Nanos writes (nine digits): the date and time part parsed once per second seen.
+  if (text.length === 30 && text[19] === '.' && text[29] === 'Z') {
+    const whole = text.slice(0, 19);
+    let seconds = secondsOfDay.get(whole);
+    if (seconds === undefined) {
+      const ms = Date.parse(`${whole}Z`);
+      if (Number.isNaN(ms)) throw new Error(`"${text}" is not an RFC 3339 UTC time`);
+      seconds = BigInt(ms / 1000) * 1_000_000_000n;
+      if (secondsOfDay.size > 4096) secondsOfDay.clear();
+      secondsOfDay.set(whole, seconds);
+    }
+    const fraction = text.slice(20, 29);
+    if (/^\d{9}$/.test(fraction)) return seconds + BigInt(fraction);
+  }
   const match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z$/.exec(text);
   if (!match?.[1]) throw new Error(`"${text}" is not an RFC 3339 UTC time`);
   const seconds = BigInt(Date.parse(`${match[1]}Z`) / 1000);

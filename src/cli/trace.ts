@@ -2,12 +2,10 @@
 import { setPriority } from 'node:os';
 import type { Command } from 'commander';
 import type { StatusEvent } from '../events.js';
-import { parseListenAddress, startTelemetry, type Telemetry } from '../otel/telemetry.js';
+import type { Telemetry } from '../otel/telemetry.js';
 import { replayFile } from '../replay.js';
 import { JaegerJsonSink } from '../sinks/jaeger-json.js';
-import { MetricsSink } from '../sinks/metrics.js';
 import { NdjsonSink, type Sink } from '../sinks/ndjson.js';
-import { OtlpSink } from '../sinks/otlp.js';
 import { existingCniBinDirs, Tracer, traceDefaults } from '../trace.js';
 import { requireRoot } from './output.js';
 
@@ -31,36 +29,42 @@ interface SinkOptions {
 
 /** NDJSON on stdout, and the trace file, the collector and the metrics endpoint when asked for. */
 async function openSinks(
-  command: string,
+  command: 'trace' | 'replay',
   options: SinkOptions,
 ): Promise<{ sinks: Sink[]; telemetry: Telemetry | null }> {
   const sinks: Sink[] = [new NdjsonSink(process.stdout)];
   if (options.jaegerJson) sinks.push(new JaegerJsonSink(options.jaegerJson));
-  let metrics: { host: string; port: number } | undefined;
+  if (!options.otlp && options.metrics === undefined) return { sinks, telemetry: null };
+  // OpenTelemetry is loaded only when asked for: it is most of podwire's start-up time.
+  const status = (event: StatusEvent) => {
+    for (const sink of sinks) sink.write(event);
+  };
+  const where: string[] = [];
+  let otlp: import('../sinks/otlp.js').OtlpSink | null = null;
+  if (options.otlp) {
+    const { OtlpSink } = await import('../sinks/otlp.js');
+    const started = OtlpSink.start({
+      endpoint: options.otlp === true ? undefined : options.otlp,
+      waitForCollector: command === 'replay',
+      status,
+    });
+    if ('error' in started) fail(command, started.error);
+    otlp = started;
+    sinks.push(otlp);
+    where.push(`traces to ${otlp.url} (${otlp.protocol})`);
+  }
+  let telemetry: Telemetry | null = null;
   if (options.metrics !== undefined) {
+    const { parseListenAddress, startTelemetry } = await import('../otel/telemetry.js');
+    const { MetricsSink } = await import('../sinks/metrics.js');
     const listen = parseListenAddress(options.metrics);
     if ('error' in listen) fail(command, listen.error);
-    metrics = listen;
+    const started = await startTelemetry({ metrics: listen, status });
+    if ('error' in started) fail(command, started.error);
+    telemetry = started;
+    sinks.push(new MetricsSink(telemetry, () => otlp?.counters.dropped ?? null));
+    where.push(`metrics at ${telemetry.metricsUrl}`);
   }
-  if (!options.otlp && !metrics) return { sinks, telemetry: null };
-  const telemetry = await startTelemetry({
-    ...(options.otlp
-      ? { otlp: { endpoint: options.otlp === true ? undefined : options.otlp } }
-      : {}),
-    ...(metrics ? { metrics } : {}),
-    status: (event: StatusEvent) => {
-      for (const sink of sinks) sink.write(event);
-    },
-  });
-  if ('error' in telemetry) fail(command, telemetry.error);
-  if (telemetry.queue) sinks.push(new OtlpSink(telemetry));
-  if (telemetry.meter) sinks.push(new MetricsSink(telemetry));
-  const where = [
-    telemetry.destination
-      ? `traces to ${telemetry.destination.url} (${telemetry.destination.protocol})`
-      : '',
-    telemetry.metricsUrl ? `metrics at ${telemetry.metricsUrl}` : '',
-  ].filter(Boolean);
   process.stderr.write(`podwire ${command}: ${where.join('; ')}\n`);
   return { sinks, telemetry };
 }

@@ -88,9 +88,11 @@ export class ExportQueue implements SpanProcessor {
 
   /**
    * For a source that can wait (a replay): resolves when the queue has room for another batch; null when it has
-   * room now. A live trace never waits: it drops and counts.
+   * room now, or when the collector is failing. A live trace never waits: it drops and counts.
    */
   room(): Promise<void> | null {
+    // A collector that refuses is not waited for: that would make a replay take the retries' time per batch.
+    if (this.failing) return null;
     if (this.queue.length + this.options.maxBatchSize <= this.options.maxQueueSize) return null;
     return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
@@ -136,6 +138,7 @@ export class ExportQueue implements SpanProcessor {
       } else {
         this.failing = true;
         this.drop(batch.length, 'export-failed', error);
+        for (const resolve of this.roomWaiters.splice(0)) resolve();
       }
       // The next batch goes at once when the queue is already full enough; otherwise after the delay.
       if (this.queue.length >= this.options.maxBatchSize || this.flushing > 0) this.pump();
@@ -183,7 +186,8 @@ export class ExportQueue implements SpanProcessor {
   }
 
   private async stop(timeoutMs: number): Promise<void> {
-    await this.forceFlush(timeoutMs);
+    // A collector that is refusing gets a short last chance, not the whole timeout.
+    await this.forceFlush(this.failing ? Math.min(timeoutMs, 2000) : timeoutMs);
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     const left = this.queue.length;
@@ -191,7 +195,15 @@ export class ExportQueue implements SpanProcessor {
     if (left > 0)
       this.drop(left, 'export-failed', 'podwire stopped before the collector took them');
     for (const resolve of this.roomWaiters.splice(0)) resolve();
-    await this.exporter.shutdown().catch(() => undefined);
+    // The exporter's shutdown waits for requests still retrying; what they carry is counted as dropped already.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.exporter.shutdown().catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 1000);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 }
 

@@ -38,8 +38,27 @@ export function parseTraceparent(text: string | null): { traceId: string; spanId
   return { traceId: match[1], spanId: match[2] };
 }
 
-const hex = (text: string, length: number) =>
-  createHash('sha256').update(text).digest('hex').slice(0, length);
+const hex8 = (value: number) => value.toString(16).padStart(8, '0');
+
+/**
+ * One hash per record (a replay of 10,000 pods makes 200,000 spans): the trace id and a span id base from it; the
+ * span ids count up from the base, unique in the record, and across records even when the runtime's TRACEPARENT
+ * puts every pod in one trace.
+ */
+function recordIds(record: HandshakeRecord): {
+  traceId: string;
+  spanId: (index: number) => string;
+} {
+  const digest = createHash('sha256')
+    .update(`${record.kind} ${record.sandboxId ?? ''} ${record.start}`)
+    .digest();
+  const high = hex8(digest.readUInt32BE(16) || 1);
+  const low = digest.readUInt32BE(20);
+  return {
+    traceId: digest.subarray(0, 16).toString('hex'),
+    spanId: (index: number) => `${high}${hex8((low + index + 1) >>> 0)}`,
+  };
+}
 
 /** What the record says of the pod, as the root span's attributes (semantic conventions where one exists). */
 function rootAttributes(record: HandshakeRecord): Record<string, AttributeValue> {
@@ -69,9 +88,9 @@ function rootAttributes(record: HandshakeRecord): Record<string, AttributeValue>
 /** The spans of one record: the root first, then every phase in the record's order. */
 export function recordSpans(record: HandshakeRecord): SpanData[] {
   const parent = parseTraceparent(record.traceparent);
-  const traceId =
-    parent?.traceId ?? hex(`${record.kind} ${record.sandboxId ?? ''} ${record.start}`, 32);
-  const spanId = (index: number) => hex(`${traceId} ${record.kind} ${index}`, 16);
+  const ids = recordIds(record);
+  const traceId = parent?.traceId ?? ids.traceId;
+  const spanId = ids.spanId;
   const startNs = epochNanos(record.start);
   const endNs = epochNanos(record.end);
   const root: SpanData = {

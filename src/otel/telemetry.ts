@@ -11,13 +11,9 @@ import {
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { AlwaysOnSampler, type IdGenerator } from '@opentelemetry/sdk-trace';
 import type { StatusEvent } from '../events.js';
+import { type OtlpDestination, otlpDestination, protocolFromEnv } from './destination.js';
 import { type DropReason, ExportQueue, exportQueueOptionsFromEnv } from './export-queue.js';
-import {
-  createSpanExporter,
-  type OtlpDestination,
-  otlpDestination,
-  protocolFromEnv,
-} from './exporter.js';
+import { createSpanExporter } from './exporter.js';
 
 export interface TelemetryOptions {
   /** Present when traces go to a collector: `--otlp [ENDPOINT]`; no endpoint means the OTEL_* variables decide. */

@@ -3,6 +3,7 @@
 import type { Counter, Histogram } from '@opentelemetry/api';
 import type { HandshakeRecord, PhaseRecord } from '../correlate/record.js';
 import type { StatusEvent } from '../events.js';
+import type { DropReason } from '../otel/export-queue.js';
 import type { Telemetry } from '../otel/telemetry.js';
 import type { Sink } from './ndjson.js';
 
@@ -40,7 +41,11 @@ export class MetricsSink implements Sink {
   private readonly eventsLost: Counter;
   private readonly probeRestarts: Counter;
 
-  constructor(telemetry: Telemetry) {
+  /** `droppedSpans`: what the OTLP export has dropped so far (nothing when it is off). */
+  constructor(
+    telemetry: Telemetry,
+    droppedSpans: () => Record<DropReason, number> | null = () => null,
+  ) {
     const meter = telemetry.meter;
     if (!meter) throw new Error('MetricsSink needs telemetry started with metrics');
     const advice = { explicitBucketBoundaries: durationBuckets };
@@ -68,14 +73,13 @@ export class MetricsSink implements Sink {
     this.probeRestarts = meter.createCounter('podwire_probe_restarts_total', {
       description: 'Probe programs that died and were attached again',
     });
-    const queue = telemetry.queue;
     meter
       .createObservableCounter('podwire_spans_dropped_total', {
         description: 'Spans not delivered to the OTLP collector (queue full, or the export failed)',
       })
       .addCallback((result) => {
         for (const reason of ['queue-full', 'export-failed'] as const)
-          result.observe(queue?.counters.dropped[reason] ?? 0, { reason });
+          result.observe(droppedSpans()?.[reason] ?? 0, { reason });
       });
     // Counters that have not moved yet are still shown (as 0), so that rates and alerts have a series from the start.
     for (const outcome of ['ok', 'failed', 'incomplete']) {

@@ -10,6 +10,18 @@ export interface Sink {
   close(): Promise<void>;
 }
 
+const texts = new WeakMap<object, string>();
+
+/** A record as its NDJSON line (without the newline), made once however many sinks want it as text. */
+export function recordText(record: HandshakeRecord | StatusEvent): string {
+  let text = texts.get(record);
+  if (text === undefined) {
+    text = JSON.stringify(record);
+    texts.set(record, text);
+  }
+  return text;
+}
+
 export class NdjsonSink implements Sink {
   constructor(private readonly stream: Writable) {
     // A reader that went away (`podwire replay FILE | head`) ends the output, not the process with a stack trace.
@@ -21,7 +33,7 @@ export class NdjsonSink implements Sink {
   }
 
   write(record: HandshakeRecord | StatusEvent): void {
-    this.stream.write(`${JSON.stringify(record)}\n`);
+    this.stream.write(`${recordText(record)}\n`);
   }
 
   close(): Promise<void> {

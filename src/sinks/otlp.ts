@@ -1,61 +1,173 @@
-// The OTLP sink (--otlp): each handshake and teardown as one OpenTelemetry trace, with the kernel's own times.
-import {
-  type Context,
-  type HrTime,
-  ROOT_CONTEXT,
-  SpanStatusCode,
-  TraceFlags,
-  trace,
-} from '@opentelemetry/api';
+// The OTLP sink (--otlp): hands each handshake and teardown to the export worker, which sends it as one trace.
+// Bounded both ways: a live trace never waits (records beyond the bound are dropped and counted); a replay waits.
+import { Worker } from 'node:worker_threads';
 import type { HandshakeRecord } from '../correlate/record.js';
 import type { StatusEvent } from '../events.js';
-import { recordSpans, type SpanData } from '../otel/spans.js';
-import type { Telemetry } from '../otel/telemetry.js';
-import type { Sink } from './ndjson.js';
+import { type OtlpProtocol, otlpDestination, protocolFromEnv } from '../otel/destination.js';
+import type { DropReason, ExportCounters } from '../otel/export-queue.js';
+import { recordText, type Sink } from './ndjson.js';
 
-const hrTime = (ns: bigint): HrTime => [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)];
-
-/** The context a span starts in: its parent, by id (the spans of a record are made in one go, parents first). */
-function parentContext(span: SpanData): Context {
-  if (span.parentSpanId === null) return ROOT_CONTEXT;
-  return trace.setSpanContext(ROOT_CONTEXT, {
-    traceId: span.traceId,
-    spanId: span.parentSpanId,
-    traceFlags: TraceFlags.SAMPLED,
-    // The root's parent is the runtime's span (TRACEPARENT): it lives in another process.
-    isRemote: true,
-  });
+export interface ExportWorkerSetup {
+  endpoint: string | undefined;
+  /** A replay: acknowledge a batch only when the collector has taken enough to make room. */
+  waitForCollector: boolean;
 }
 
-export class OtlpSink implements Sink {
-  constructor(private readonly telemetry: Telemetry) {}
+/** Records go as their NDJSON text, one a line: a string crosses to the thread far cheaper than objects do. */
+export type ExportWorkerRequest =
+  | { type: 'records'; count: number; text: string }
+  | { type: 'stop' };
 
-  write(record: HandshakeRecord | StatusEvent): void {
-    const { tracer, ids } = this.telemetry;
-    if (record.kind === 'status' || !tracer) return;
-    for (const data of recordSpans(record)) {
-      ids.traceId = data.traceId;
-      ids.spanId = data.spanId;
-      const span = tracer.startSpan(
-        data.name,
-        { startTime: hrTime(data.startNs), attributes: data.attributes },
-        parentContext(data),
-      );
-      for (const event of data.events)
-        span.addEvent(event.name, event.attributes, hrTime(event.timeNs));
-      if (data.status.code === 'error') {
-        span.setStatus({ code: SpanStatusCode.ERROR, message: data.status.message ?? '' });
-      }
-      span.end(hrTime(data.endNs));
+export type ExportWorkerReply =
+  | { type: 'error'; message: string }
+  | { type: 'status'; event: StatusEvent }
+  | { type: 'ack'; records: number; counters: ExportCounters }
+  | { type: 'stopped'; counters: ExportCounters };
+
+export interface OtlpSinkOptions extends ExportWorkerSetup {
+  status: (event: StatusEvent) => void;
+}
+
+/** Records handed to the worker and not yet made into spans: a replay waits above this, a live trace drops. */
+const maxUnacknowledged = { replay: 1024, live: 20_000 };
+const batchSize = 64;
+
+export class OtlpSink implements Sink {
+  private batch: string[] = [];
+  private posted = 0;
+  private acknowledged = 0;
+  private postScheduled = false;
+  private waiters: (() => void)[] = [];
+  private dropped = 0;
+  private stopped: Promise<void> | null = null;
+  /** What the worker said last, plus the records this side dropped before they reached it. */
+  counters: ExportCounters = { exported: 0, dropped: { 'queue-full': 0, 'export-failed': 0 } };
+
+  private constructor(
+    private readonly worker: Worker,
+    private readonly options: OtlpSinkOptions,
+    readonly url: string,
+    readonly protocol: OtlpProtocol,
+  ) {
+    worker.on('message', (message: ExportWorkerReply) => this.reply(message));
+  }
+
+  /**
+   * Checks where the traces go (a wrong protocol or endpoint is said at once) and starts the export thread. The
+   * thread loads the SDK while tracing starts: records wait for it in its message queue.
+   */
+  static start(options: OtlpSinkOptions): OtlpSink | { error: string } {
+    const protocol = protocolFromEnv();
+    if (typeof protocol !== 'string') return protocol;
+    const destination = otlpDestination(options.endpoint, protocol);
+    if ('error' in destination) return destination;
+    const setup: ExportWorkerSetup = {
+      endpoint: options.endpoint,
+      waitForCollector: options.waitForCollector,
+    };
+    const worker = new Worker(new URL('../otel/export-worker.js', import.meta.url), {
+      workerData: setup,
+    });
+    const failed = (message: string) =>
+      options.status({
+        kind: 'status',
+        state: 'export-failed',
+        time: new Date().toISOString(),
+        message: `otlp: the export thread failed (${message}); traces are not sent, tracing goes on`,
+        exporter: 'otlp',
+      });
+    worker.on('error', (error) => failed(error.message));
+    worker.on('message', (message: ExportWorkerReply) => {
+      if (message.type === 'error') failed(message.message);
+    });
+    return new OtlpSink(worker, options, destination.url, destination.protocol);
+  }
+
+  private reply(message: ExportWorkerReply): void {
+    if (message.type === 'status') this.options.status(message.event);
+    if (message.type === 'ack' || message.type === 'stopped') {
+      this.counters = {
+        exported: message.counters.exported,
+        dropped: {
+          'queue-full': message.counters.dropped['queue-full'] + this.dropped,
+          'export-failed': message.counters.dropped['export-failed'],
+        },
+      };
+    }
+    if (message.type === 'ack') {
+      this.acknowledged += message.records;
+      if (this.unacknowledged <= maxUnacknowledged.replay / 2)
+        for (const resolve of this.waiters.splice(0)) resolve();
     }
   }
 
-  /** A replay waits here while the collector is behind, instead of dropping what it could send later. */
-  backlog(): Promise<void> | null {
-    return this.telemetry.queue?.room() ?? null;
+  private get unacknowledged(): number {
+    return this.posted + this.batch.length - this.acknowledged;
   }
 
-  async close(): Promise<void> {
-    await this.telemetry.queue?.forceFlush(10_000);
+  write(record: HandshakeRecord | StatusEvent): void {
+    if (record.kind === 'status' || this.stopped) return;
+    if (!this.options.waitForCollector && this.unacknowledged >= maxUnacknowledged.live) {
+      this.drop(record.phases.length + 1);
+      return;
+    }
+    this.batch.push(recordText(record));
+    if (this.batch.length >= batchSize) this.post();
+    else if (!this.postScheduled) {
+      this.postScheduled = true;
+      setImmediate(() => this.post());
+    }
+  }
+
+  private drop(spans: number): void {
+    this.dropped += spans;
+    this.counters.dropped['queue-full'] += spans;
+    this.options.status({
+      kind: 'status',
+      state: 'export-failed',
+      time: new Date().toISOString(),
+      message: `otlp: ${spans} spans dropped: the export thread is ${this.unacknowledged} records behind; tracing goes on`,
+      exporter: 'otlp',
+      dropped: { 'queue-full': spans, 'export-failed': 0 } satisfies Record<DropReason, number>,
+    });
+  }
+
+  private post(): void {
+    this.postScheduled = false;
+    if (this.batch.length === 0) return;
+    const request: ExportWorkerRequest = {
+      type: 'records',
+      count: this.batch.length,
+      text: this.batch.join('\n'),
+    };
+    this.posted += this.batch.length;
+    this.batch = [];
+    this.worker.postMessage(request);
+  }
+
+  backlog(): Promise<void> | null {
+    if (this.unacknowledged <= maxUnacknowledged.replay) return null;
+    this.post();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Sends what is left, lets the worker flush (it gives the collector at most 10 s), and ends it. */
+  close(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.post();
+      const done = new Promise<void>((resolve) =>
+        this.worker.on('message', (message: ExportWorkerReply) => {
+          if (message.type === 'stopped') resolve();
+        }),
+      );
+      const request: ExportWorkerRequest = { type: 'stop' };
+      this.worker.postMessage(request);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([done, new Promise((resolve) => (timer = setTimeout(resolve, 15_000)))]);
+      clearTimeout(timer);
+      for (const resolve of this.waiters.splice(0)) resolve();
+      await this.worker.terminate();
+    })();
+    return this.stopped;
   }
 }

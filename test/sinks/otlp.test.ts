@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
 import type { StatusEvent } from '../../src/events.js';
+import { RecordTracer } from '../../src/otel/record-tracer.js';
 import { startTelemetry, type Telemetry } from '../../src/otel/telemetry.js';
-import { OtlpSink } from '../../src/sinks/otlp.js';
 import { readRecording, replay } from '../correlate/recordings.js';
 import { freePort } from '../lab/node.js';
 import { type OtlpReceiver, startOtlpReceiver } from '../otel/otlp-receiver.js';
@@ -33,7 +33,7 @@ function replayToCollector(
   receiver: OtlpReceiver,
   jaegerFile: string,
   env: Record<string, string>,
-): Promise<{ records: HandshakeRecord[]; stderr: string }> {
+): Promise<{ records: HandshakeRecord[]; stderr: string; stdout: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       'node',
@@ -60,7 +60,7 @@ function replayToCollector(
         .filter((line) => line.trim())
         .map((line) => JSON.parse(line) as HandshakeRecord | StatusEvent)
         .filter((line): line is HandshakeRecord => line.kind !== 'status');
-      resolve({ records, stderr });
+      resolve({ records, stderr, stdout });
     });
   });
 }
@@ -152,6 +152,35 @@ describe('a failed handshake in Jaeger', () => {
   }, 60_000);
 });
 
+describe('podwire replay --otlp to a collector that is not there', () => {
+  it('still prints every record, drops the spans with a status line saying why, and ends in bounded time', async () => {
+    const port = await freePort();
+    const closed = { endpoint: `http://127.0.0.1:${port}` } as OtlpReceiver;
+    const started = Date.now();
+    const { records, stdout } = await replayToCollector(
+      'ten-pods-plugin-uprobes.ndjson',
+      closed,
+      join(scratch, 'nowhere.json'),
+      { OTEL_EXPORTER_OTLP_TIMEOUT: '1000' },
+    );
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(records).toHaveLength(20);
+    const said = stdout
+      .split('\n')
+      .filter((line) => line.includes('"state":"export-failed"'))
+      .map((line) => JSON.parse(line) as StatusEvent);
+    expect(said.length).toBeGreaterThan(0);
+    expect(said[0]?.message).toMatch(
+      new RegExp(`ECONNREFUSED.*http://127.0.0.1:${port}/v1/traces`),
+    );
+    const dropped = said.reduce((n, s) => {
+      const d = s.dropped as Record<string, number>;
+      return n + (d['queue-full'] ?? 0) + (d['export-failed'] ?? 0);
+    }, 0);
+    expect(dropped).toBe(records.reduce((n, r) => n + r.phases.length + 1, 0));
+  }, 30_000);
+});
+
 describe('a collector that is down, then comes up (in-process, the real exporter)', () => {
   const statuses: StatusEvent[] = [];
   const records = (() => {
@@ -159,7 +188,7 @@ describe('a collector that is down, then comes up (in-process, the real exporter
     return replay(header, lines).filter((r) => r.kind === 'handshake');
   })();
   let telemetry: Telemetry;
-  let sink: OtlpSink;
+  let sink: RecordTracer;
   let port: number;
   let receiver: OtlpReceiver | null = null;
 
@@ -173,7 +202,7 @@ describe('a collector that is down, then comes up (in-process, the real exporter
     });
     if ('error' in started) throw new Error(started.error);
     telemetry = started;
-    sink = new OtlpSink(telemetry);
+    sink = new RecordTracer(telemetry);
   });
   afterAll(async () => {
     await telemetry?.shutdown();
