@@ -1,6 +1,7 @@
 // How long `podwire trace` takes to be useful: from spawning it to its `ready` status line, several runs, median.
 import { cpus, loadavg, release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { median } from './median.js';
 import {
   projectRoot,
   type RunningTrace,
@@ -12,14 +13,6 @@ import {
 
 const runs = Number(process.env.RUNS ?? 5);
 const targetSeconds = 5;
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[mid] ?? Number.NaN)
-    : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-};
 
 async function main(): Promise<void> {
   const root = projectRoot();

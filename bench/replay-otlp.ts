@@ -8,6 +8,7 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
+import { median } from './median.js';
 import { projectRoot } from './podwire-trace.js';
 
 const pairs = Number(process.env.PAIRS ?? 3);
@@ -88,14 +89,6 @@ async function replayOnce(collector: Collector | null): Promise<Run> {
     maxRssMb: timed.length > 0 ? Number(stderr.trim().split('\n').at(-1)) / 1024 : Number.NaN,
   };
 }
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[mid] ?? Number.NaN)
-    : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-};
 
 async function main(): Promise<void> {
   if (!existsSync(join(root, 'dist/src/cli.js'))) throw new Error('run npm run build first');

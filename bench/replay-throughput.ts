@@ -30,6 +30,7 @@ import type { HandshakeRecord } from '../src/correlate/record.js';
 import { Pipeline } from '../src/pipeline.js';
 import { rfc3339Nanos } from '../src/time.js';
 import type { RecordingHeader } from '../src/trace.js';
+import { median } from './median.js';
 import { projectRoot } from './podwire-trace.js';
 
 const copies = Number(process.env.COPIES ?? 1000);
@@ -703,14 +704,6 @@ async function measure(file: string): Promise<RunResult> {
 }
 
 // ---- The parent: synthesis once, then runs, then the summary ---------------------------------------------------
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[mid] ?? Number.NaN)
-    : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-};
 
 function cachedHeader(file: string): SynthesisHeader['synthetic'] | null {
   if (!existsSync(file)) return null;

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { median } from './median.js';
 import {
   projectRoot,
   type RunningTrace,
@@ -19,14 +20,6 @@ const calls = Number(process.env.CALLS ?? 300_000);
 /** Before each measurement: the tracer's start (bpftrace compiling) or stop must not be in it. */
 const settleMs = Number(process.env.SETTLE_MS ?? 1000);
 const targetRatio = 1.1;
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? (sorted[mid] ?? Number.NaN)
-    : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-};
 
 /** gcc'd into .cache/ when missing or older than its source. */
 function loopBinary(root: string): string {

@@ -58,3 +58,10 @@ export function metricNamesQueried(dashboard: unknown): string[] {
   }
   return [...names].sort();
 }
+
+/** The metrics the dashboard queries that a Prometheus scrape does not have (histograms by their series). */
+export function dashboardMetricsMissingFrom(scrape: string): string[] {
+  return metricNamesQueried(loadDashboard()).filter(
+    (name) => !new RegExp(`^${name}(_bucket|_count|_sum)?\\{`, 'm').test(scrape),
+  );
+}

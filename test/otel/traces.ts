@@ -5,6 +5,12 @@ import type { HandshakeRecord } from '../../src/correlate/record.js';
 import { epochNanos } from '../../src/time.js';
 import type { ReceivedSpan } from './otlp-receiver.js';
 
+/** The Jaeger file's shapes, as the tests read them back (DESIGN.md: what Jaeger's UI needs). */
+export interface JaegerTag {
+  key: string;
+  type: string;
+  value: unknown;
+}
 export interface JaegerSpan {
   traceID: string;
   spanID: string;
@@ -12,7 +18,14 @@ export interface JaegerSpan {
   references: { refType: string; traceID: string; spanID: string }[];
   startTime: number;
   duration: number;
-  tags: { key: string; type: string; value: unknown }[];
+  tags: JaegerTag[];
+  logs: { timestamp: number; fields: JaegerTag[] }[];
+  processID: string;
+}
+export interface JaegerTrace {
+  traceID: string;
+  spans: JaegerSpan[];
+  processes: Record<string, { serviceName: string; tags: JaegerTag[] }>;
 }
 
 export function byTrace(spans: ReceivedSpan[]): Map<string, ReceivedSpan[]> {

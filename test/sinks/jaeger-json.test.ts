@@ -7,28 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
 import { JaegerJsonSink } from '../../src/sinks/jaeger-json.js';
 import { readRecording, replay } from '../correlate/recordings.js';
-
-interface Tag {
-  key: string;
-  type: string;
-  value: unknown;
-}
-interface Span {
-  traceID: string;
-  spanID: string;
-  operationName: string;
-  references: { refType: string; traceID: string; spanID: string }[];
-  startTime: number;
-  duration: number;
-  tags: Tag[];
-  logs: { timestamp: number; fields: Tag[] }[];
-  processID: string;
-}
-interface Trace {
-  traceID: string;
-  spans: Span[];
-  processes: Record<string, { serviceName: string; tags: Tag[] }>;
-}
+import type { JaegerSpan as Span, JaegerTrace as Trace } from '../otel/traces.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'podwire-jaeger-test-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
