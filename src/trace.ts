@@ -70,6 +70,11 @@ export class Tracer {
     private readonly sinks: Sink[],
   ) {}
 
+  /** Events decoded so far and what could not be: for a live view's events/s. */
+  get eventsSeen(): number {
+    return this.pipeline?.counters.events ?? 0;
+  }
+
   private emit(record: HandshakeRecord | StatusEvent): void {
     for (const sink of this.sinks) sink.write(record);
   }

@@ -1,13 +1,14 @@
 // `podwire trace` and `podwire replay`: the tracer from the command line.
-import { setPriority } from 'node:os';
+import { hostname, setPriority } from 'node:os';
 import type { Command } from 'commander';
+import type { HandshakeRecord } from '../correlate/record.js';
 import type { StatusEvent } from '../events.js';
 import type { Telemetry } from '../otel/telemetry.js';
 import { replayFile } from '../replay.js';
 import { JaegerJsonSink } from '../sinks/jaeger-json.js';
 import { NdjsonSink, type Sink } from '../sinks/ndjson.js';
 import { existingCniBinDirs, Tracer, traceDefaults } from '../trace.js';
-import { requireRoot } from './output.js';
+import { progress, requireRoot } from './output.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -27,14 +28,29 @@ interface SinkOptions {
   metrics?: string;
 }
 
-/** NDJSON on stdout, and the trace file, the collector and the metrics endpoint when asked for. */
+interface OpenSinks {
+  sinks: Sink[];
+  telemetry: Telemetry | null;
+  /** Where traces and metrics go, for the timeline's header; null when neither is on. */
+  exportState: string | null;
+}
+
+/** The timeline on a terminal (unless --json); NDJSON on stdout otherwise. */
+function wantsTimeline(options: { json?: boolean; tui?: boolean }): boolean {
+  if (options.tui) return true;
+  return !options.json && process.stdout.isTTY === true && process.stdin.isTTY === true;
+}
+
+/** The first sink (NDJSON on stdout, or the timeline's), the trace file, the collector and the metrics when asked. */
 async function openSinks(
   command: 'trace' | 'replay',
   options: SinkOptions,
-): Promise<{ sinks: Sink[]; telemetry: Telemetry | null }> {
-  const sinks: Sink[] = [new NdjsonSink(process.stdout)];
+  first: Sink,
+): Promise<OpenSinks> {
+  const sinks: Sink[] = [first];
   if (options.jaegerJson) sinks.push(new JaegerJsonSink(options.jaegerJson));
-  if (!options.otlp && options.metrics === undefined) return { sinks, telemetry: null };
+  if (!options.otlp && options.metrics === undefined)
+    return { sinks, telemetry: null, exportState: null };
   // OpenTelemetry is loaded only when asked for: it is most of podwire's start-up time.
   const status = (event: StatusEvent) => {
     for (const sink of sinks) sink.write(event);
@@ -66,7 +82,24 @@ async function openSinks(
     where.push(`metrics at ${telemetry.metricsUrl}`);
   }
   process.stderr.write(`podwire ${command}: ${where.join('; ')}\n`);
-  return { sinks, telemetry };
+  return { sinks, telemetry, exportState: where.join('; ') };
+}
+
+/** A sink that holds what it is given until its target exists, then passes everything on. */
+class Relay implements Sink {
+  private held: (HandshakeRecord | StatusEvent)[] = [];
+  private target: Sink | null = null;
+  to(target: Sink): void {
+    this.target = target;
+    for (const record of this.held.splice(0)) target.write(record);
+  }
+  write(record: HandshakeRecord | StatusEvent): void {
+    if (this.target) this.target.write(record);
+    else this.held.push(record);
+  }
+  close(): Promise<void> {
+    return this.target?.close() ?? Promise.resolve();
+  }
 }
 
 function fail(command: string, message: string): never {
@@ -79,6 +112,7 @@ export function registerTrace(program: Command): void {
     .command('trace')
     .description('trace pod network handshakes on this node; NDJSON on stdout')
     .option('--json', 'NDJSON on stdout (the default when stdout is not a terminal)')
+    .option('--tui', 'the live timeline (the default on a terminal)')
     .option(
       '--nice <n>',
       'CPU niceness of podwire and the probes it starts: tracing yields to the pods it watches',
@@ -114,6 +148,7 @@ export function registerTrace(program: Command): void {
       async (
         options: {
           json?: boolean;
+          tui?: boolean;
           record?: string;
           runtimeBinary?: string[];
           cniBinDir?: string[];
@@ -128,7 +163,20 @@ export function registerTrace(program: Command): void {
           );
         }
         requireRoot('podwire trace');
-        const { sinks, telemetry } = await openSinks('trace', options);
+        // The sinks are opened (and their options checked, with a one-line error) before the timeline takes the
+        // terminal; what they say meanwhile waits for it.
+        const timeline = wantsTimeline(options) ? new Relay() : null;
+        const { sinks, telemetry, exportState } = await openSinks(
+          'trace',
+          options,
+          timeline ?? new NdjsonSink(process.stdout),
+        );
+        const tui = timeline
+          ? (await import('../tui/index.js')).startTui({
+              header: { node: hostname(), source: 'live', exportState },
+            })
+          : null;
+        if (tui) timeline?.to(tui.sink);
         // Lower priority for podwire, and for the bpftrace and readers it starts (they inherit it): on a busy node
         // the pods come first; records arrive a little later and lost events, if any, are reported.
         if (Number.isFinite(options.nice))
@@ -144,12 +192,28 @@ export function registerTrace(program: Command): void {
           },
           sinks,
         );
-        await tracer.start();
-        await new Promise<void>((resolve) => {
-          const stop = () => resolve();
-          process.once('SIGINT', stop);
-          process.once('SIGTERM', stop);
-        });
+        let lastEvents = 0;
+        const rate = tui
+          ? setInterval(() => {
+              tui.setHeader({ eventsPerSecond: tracer.eventsSeen - lastEvents });
+              lastEvents = tracer.eventsSeen;
+            }, 1000)
+          : null;
+        try {
+          await tracer.start();
+          await new Promise<void>((resolve) => {
+            const stop = () => resolve();
+            process.once('SIGINT', stop);
+            process.once('SIGTERM', stop);
+            void tui?.quit.then(stop);
+          });
+        } finally {
+          if (rate) clearInterval(rate);
+          if (tui) {
+            tui.destroy();
+            progress('podwire trace: stopping (detaching the probes takes about 10 s)');
+          }
+        }
         await tracer.stop();
         await telemetry?.shutdown();
       },
@@ -159,12 +223,44 @@ export function registerTrace(program: Command): void {
     .command('replay')
     .description('replay a recording made with trace --record: the same records the live run gave')
     .argument('<file>', 'the recording')
-    .option('--json', 'NDJSON on stdout')
+    .option('--json', 'NDJSON on stdout (the default when stdout is not a terminal)')
+    .option('--tui', 'the timeline (the default on a terminal)')
+    .option('--instant', 'in the timeline: every record at once instead of at the recorded pace')
     .option(...jaegerOption)
     .option(...otlpOption)
-    .action(async (file: string, options: SinkOptions) => {
-      const { sinks, telemetry } = await openSinks('replay', options);
-      await replayFile(file, sinks);
-      await telemetry?.shutdown();
-    });
+    .action(
+      async (
+        file: string,
+        options: SinkOptions & { json?: boolean; tui?: boolean; instant?: boolean },
+      ) => {
+        if (!wantsTimeline(options)) {
+          const { sinks, telemetry } = await openSinks(
+            'replay',
+            options,
+            new NdjsonSink(process.stdout),
+          );
+          await replayFile(file, sinks);
+          await telemetry?.shutdown();
+          return;
+        }
+        // The timeline plays the records itself, at their pace: the replay only collects them.
+        const records: HandshakeRecord[] = [];
+        const collected: Sink = {
+          write: (record) => {
+            if (record.kind !== 'status') records.push(record);
+          },
+          close: async () => {},
+        };
+        const { sinks, telemetry, exportState } = await openSinks('replay', options, collected);
+        await replayFile(file, sinks);
+        await telemetry?.shutdown();
+        const { startTui } = await import('../tui/index.js');
+        const tui = startTui({
+          header: { node: hostname(), source: `replay of ${file}`, exportState },
+          replay: { records, instant: options.instant === true },
+        });
+        await tui.quit;
+        tui.destroy();
+      },
+    );
 }

@@ -1,0 +1,280 @@
+// The real timeline in a real pseudo-terminal (tmux): what an SRE sees and does, key by key, over recordings.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const entry = 'dist/src/tui/replay-main.js';
+const haveTmux = spawnSync('tmux', ['-V']).status === 0;
+// Our own tmux server, its socket in a directory of ours: the tests never touch the user's sessions, and
+// kill only this server at the end (tmux leaves its socket file behind, so the directory goes too).
+const socketDir = mkdtempSync(join(tmpdir(), 'podwire-tui-test-'));
+const socket = join(socketDir, 'tmux.sock');
+// UTF-8 inside and out, so that blessed draws lines and bars and tmux keeps them in its captures.
+const env = { ...process.env, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' };
+
+function tmux(...args: string[]): string {
+  return execFileSync('tmux', ['-u', '-S', socket, ...args], { encoding: 'utf8', env });
+}
+
+const podRow = /default\/lab-\w+ +(ok|failed) +[\d.]+ ms/g;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One tmux session running the timeline over a recording, and what its screen shows. */
+class Terminal {
+  constructor(readonly name: string) {}
+
+  static open(name: string, recording: string, flags: string, cols = 100, rows = 30): Terminal {
+    const command = `'${process.execPath}' ${entry} test/fixtures/recordings/${recording} ${flags}; echo EXITED $?; sleep 60`;
+    tmux(
+      'new-session',
+      '-d',
+      '-s',
+      name,
+      '-x',
+      String(cols),
+      '-y',
+      String(rows),
+      '-c',
+      repo,
+      command,
+    );
+    return new Terminal(name);
+  }
+
+  screen(): string {
+    return tmux('capture-pane', '-p', '-t', this.name);
+  }
+
+  keys(...keys: string[]): void {
+    tmux('send-keys', '-t', this.name, ...keys);
+  }
+
+  type(text: string): void {
+    tmux('send-keys', '-t', this.name, '-l', text);
+  }
+
+  /** Waits until the screen passes `check`; on timeout, fails with what the screen showed. */
+  async until(
+    what: string,
+    check: (screen: string) => boolean,
+    timeoutMs = 10_000,
+  ): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    let screen = this.screen();
+    while (!check(screen)) {
+      if (Date.now() > deadline)
+        throw new Error(`${what}: not on screen after ${timeoutMs} ms; the screen was:\n${screen}`);
+      await sleep(100);
+      screen = this.screen();
+    }
+    return screen;
+  }
+
+  /** Fails with the screen in the message when `check` does not hold for it. */
+  expect(screen: string, what: string, check: (screen: string) => boolean): void {
+    if (!check(screen)) throw new Error(`${what}: not so; the screen was:\n${screen}`);
+  }
+}
+
+/** The pod rows of the list (the waterfall's and details' labels name the pod differently). */
+const listed = (screen: string) => [...screen.matchAll(podRow)].map((match) => match[0]);
+const replayState = (screen: string) => {
+  const match = /replay (\S+) (playing|paused|done) (\d+)\/(\d+)/.exec(screen);
+  return match ? { speed: match[1], state: match[2], played: Number(match[3]) } : null;
+};
+
+describe.skipIf(!haveTmux)(
+  `the timeline in a real terminal${haveTmux ? '' : ' (skipped: tmux not installed)'}`,
+  () => {
+    beforeAll(() => {
+      if (!existsSync(`${repo}/${entry}`))
+        throw new Error(`${entry} is missing: the tests run on the build (npm run build)`);
+    });
+
+    afterAll(() => {
+      spawnSync('tmux', ['-S', socket, 'kill-server']);
+      rmSync(socketDir, { recursive: true, force: true });
+    });
+
+    it('shows the pods and their waterfalls, moves, filters, opens a phase, resizes and quits', async () => {
+      const term = Terminal.open('instant', 'ipam-exhausted.ndjson', '--instant');
+      let screen = await term.until(
+        'the five records of the recording',
+        (s) => listed(s).length === 5,
+      );
+      term.expect(
+        screen,
+        'outcomes ok and failed',
+        (s) =>
+          listed(s).some((row) => / failed /.test(row)) &&
+          listed(s).some((row) => / ok /.test(row)),
+      );
+      // The newest record is selected: the second pod's teardown, with its CRI calls and plugins.
+      term.expect(
+        screen,
+        'the teardown waterfall',
+        (s) =>
+          /default\/lab-9lfst · teardown · ok/.test(s) &&
+          s.includes('cri StopPodSandbox') &&
+          s.includes('cni DEL bridge') &&
+          s.includes('veth delete'),
+      );
+
+      term.keys('j', 'j');
+      screen = await term.until('the failed pod selected', (s) =>
+        s.includes('default/lab-h9n5x · handshake · failed'),
+      );
+      // A failed record opens on where it failed: the IPAM plugin, its message, inside the bridge plugin.
+      term.expect(
+        screen,
+        "the failed pod's phases and the error",
+        (s) =>
+          s.includes('ipam host-local') &&
+          s.includes('bridge attach') &&
+          s.includes('no IP addresses available in range set'),
+      );
+      term.keys('k');
+      screen = await term.until('k moves back up', (s) =>
+        s.includes('default/lab-6l8v4 · teardown · ok'),
+      );
+      term.keys('j', 'j');
+      screen = await term.until('j moves down to the first pod', (s) =>
+        s.includes('default/lab-9lfst · handshake · ok'),
+      );
+      term.expect(screen, 'its handshake phases', (s) =>
+        ['cri RunPodSandbox', 'netns create', 'cni ADD loopback', 'cni ADD bridge'].every((name) =>
+          s.includes(name),
+        ),
+      );
+      // n collapses the rtnetlink lookups: the steps that changed the node move up into view.
+      term.keys('n');
+      screen = await term.until('the lookups collapsed', (s) => s.includes('lookups hidden (n)'));
+      term.expect(
+        screen,
+        'the rtnetlink steps',
+        (s) =>
+          ['veth create', 'bridge attach'].every((name) => s.includes(name)) &&
+          !s.includes('RTM_GETLINK'),
+      );
+      term.keys('n');
+      await term.until('the lookups back', (s) => s.includes('RTM_GETLINK'));
+
+      term.keys('f');
+      screen = await term.until(
+        'f: failed only',
+        (s) => s.includes('filter: failed only') && listed(s).length === 1,
+      );
+      term.expect(screen, 'only the failed pod listed', (s) => / failed /.test(listed(s)[0] ?? ''));
+      term.keys('f');
+      await term.until('f again: all five', (s) => listed(s).length === 5);
+
+      term.keys('/');
+      term.type('lab-6l8');
+      await term.until('the filter being typed', (s) => s.includes('/lab-6l8'));
+      term.keys('Enter');
+      screen = await term.until(
+        '/ filter applied',
+        (s) => s.includes('filter: /lab-6l8') && listed(s).length === 2,
+      );
+      term.expect(screen, 'both records of lab-6l8v4', (s) =>
+        listed(s).every((row) => row.startsWith('default/lab-6l8v4')),
+      );
+      term.keys('Escape');
+      await term.until(
+        'Esc clears the filter',
+        (s) => listed(s).length === 5 && !s.includes('filter:'),
+      );
+
+      // Tab into the waterfall, down to a plugin, Enter: its attributes.
+      term.keys('Tab');
+      await sleep(200);
+      term.keys('j', 'j');
+      await sleep(200);
+      term.keys('Enter');
+      // The details pane, focused, grows: the plugin's CNI environment, then (scrolled) its process.
+      await term.until(
+        'the details of a CNI plugin phase',
+        (s) =>
+          /details: cni ADD \w+/.test(s) &&
+          s.includes('podwire.cni.command (CNI_COMMAND)') &&
+          s.includes('CNI_NETNS') &&
+          s.includes('j/k scroll'),
+      );
+      term.keys('j', 'j', 'j', 'j', 'j', 'j');
+      await term.until('the process, further down the details', (s) => s.includes('process.pid'));
+      term.keys('Tab');
+      await term.until('Tab cycles back to the list', (s) => /details: default\/lab-/.test(s));
+
+      term.keys('?');
+      await term.until('the help', (s) => s.includes('podwire timeline: keys'));
+      term.keys('?');
+      await term.until('the help closed', (s) => !s.includes('podwire timeline: keys'));
+
+      tmux('resize-window', '-t', term.name, '-x', '80', '-y', '24');
+      screen = await term.until(
+        'the layout at 80×24',
+        // Redrawn, not just cut by tmux: the list's frame closes at the 80th column.
+        (s) => s.split('\n').some((line) => /^┌─ pods 5.*┐$/.test(line) && line.length === 80),
+      );
+      term.expect(screen, 'pods, waterfall and keys still readable at 80×24', (s) => {
+        const lines = s.replace(/\n$/, '').split('\n');
+        return (
+          lines.length === 24 &&
+          listed(s).length >= 3 &&
+          /default\/lab-\w+ · (handshake|teardown) · (ok|failed)/.test(s) &&
+          lines.some((line) => line.startsWith('q quit')) &&
+          lines.filter((line) => /^┌─ /.test(line)).length === 3
+        );
+      });
+
+      term.keys('q');
+      screen = await term.until('the UI gone and its exit status', (s) => s.includes('EXITED 0'));
+      term.expect(
+        screen,
+        'the terminal back to the shell (alternate screen left)',
+        (s) => !s.includes('newest first') && !s.includes('q quit'),
+      );
+    }, 60_000);
+
+    it('replays at the recorded pace: records appear over time, space pauses, + speeds up', async () => {
+      const term = Terminal.open('paced', 'ten-pods-plugin-uprobes.ndjson', '');
+      let screen = await term.until('the replay playing', (s) => replayState(s) !== null);
+      // 1/16 of the pace: the 1.4 s recording takes 20 s, time enough to look at it.
+      term.keys('-', '-', '-', '-');
+      screen = await term.until('the speed at 1/16', (s) => replayState(s)?.speed === '1/16×');
+      const first = replayState(screen)?.played ?? 0;
+      term.expect(screen, 'not all records at once', () => first < 20);
+
+      term.keys('Space');
+      screen = await term.until('paused', (s) => replayState(s)?.state === 'paused');
+      const paused = replayState(screen)?.played ?? -1;
+      const pausedRows = listed(screen).length;
+      await sleep(1500);
+      screen = term.screen();
+      term.expect(
+        screen,
+        'nothing played while paused',
+        (s) => replayState(s)?.played === paused && listed(s).length === pausedRows,
+      );
+
+      term.keys('Space');
+      await term.until('playing again', (s) => replayState(s)?.state === 'playing');
+      for (let i = 0; i < 10; i++) term.keys('+');
+      screen = await term.until(
+        'every record played',
+        (s) => replayState(s)?.state === 'done' && replayState(s)?.played === 20,
+      );
+      term.expect(
+        screen,
+        'records that arrived after the pause are listed',
+        (s) => s.includes('listed 20/20') && listed(s).length > 0,
+      );
+      term.keys('q');
+      await term.until('the exit status', (s) => s.includes('EXITED 0'));
+    }, 60_000);
+  },
+);
