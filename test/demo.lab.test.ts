@@ -1,7 +1,9 @@
 // `podwire demo` as a newcomer runs it, in a real terminal (tmux): live pods and a failed one within a minute or
 // two, `q` stops it, and the lab is gone afterwards.
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isRoot, labState, machineSnapshot, podwire, rootReason } from './lab/node.js';
 
@@ -14,10 +16,13 @@ const haveTmux = (() => {
   }
 })();
 
-const socket = `podwire-demo-test-${process.pid}`;
+// A socket of the test's own (tmux leaves its file behind), removed with its directory at the end.
+const socketDir = mkdtempSync(join(tmpdir(), 'podwire-demo-tmux-'));
+const socket = join(socketDir, 'tmux');
+afterAll(() => rmSync(socketDir, { recursive: true, force: true }));
 const session = 'demo';
 const tmux = (...args: string[]) =>
-  execFileSync('tmux', ['-L', socket, ...args], { encoding: 'utf8' });
+  execFileSync('tmux', ['-S', socket, ...args], { encoding: 'utf8' });
 const screen = () => tmux('capture-pane', '-p', '-t', session);
 
 /** Waits for the screen to show what `seen` looks for; on timeout, fails with the screen as it was. */
@@ -52,6 +57,7 @@ describe.skipIf(!isRoot || !haveTmux)(
       } catch {
         // Already gone with its last session.
       }
+      rmSync(socketDir, { recursive: true, force: true });
       if (existsSync(labState)) await podwire('lab', 'down');
     }, 120_000);
 
