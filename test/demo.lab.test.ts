@@ -16,13 +16,15 @@ const haveTmux = (() => {
   }
 })();
 
-// A socket of the test's own (tmux leaves its file behind), removed with its directory at the end.
-const socketDir = mkdtempSync(join(tmpdir(), 'podwire-demo-tmux-'));
-const socket = join(socketDir, 'tmux');
-afterAll(() => rmSync(socketDir, { recursive: true, force: true }));
+// A socket of the test's own (tmux leaves its file behind), made on first use, removed with its directory.
+let socketDir: string | null = null;
+const socket = () => {
+  socketDir ??= mkdtempSync(join(tmpdir(), 'podwire-demo-tmux-'));
+  return join(socketDir, 'tmux');
+};
 const session = 'demo';
 const tmux = (...args: string[]) =>
-  execFileSync('tmux', ['-S', socket, ...args], { encoding: 'utf8' });
+  execFileSync('tmux', ['-S', socket(), ...args], { encoding: 'utf8' });
 const screen = () => tmux('capture-pane', '-p', '-t', session);
 
 /** Waits for the screen to show what `seen` looks for; on timeout, fails with the screen as it was. */
@@ -57,7 +59,7 @@ describe.skipIf(!isRoot || !haveTmux)(
       } catch {
         // Already gone with its last session.
       }
-      rmSync(socketDir, { recursive: true, force: true });
+      if (socketDir) rmSync(socketDir, { recursive: true, force: true });
       if (existsSync(labState)) await podwire('lab', 'down');
     }, 120_000);
 
