@@ -56,3 +56,12 @@ export interface StatusEvent {
   message: string;
   [detail: string]: unknown;
 }
+
+/** A status line, stamped now. */
+export function status(
+  state: StatusEvent['state'],
+  message: string,
+  details: Record<string, unknown> = {},
+): StatusEvent {
+  return { kind: 'status', state, time: new Date().toISOString(), message, ...details };
+}

@@ -2,7 +2,7 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { HandshakeRecord } from './correlate/record.js';
-import type { StatusEvent } from './events.js';
+import { type StatusEvent, status } from './events.js';
 import { Pipeline } from './pipeline.js';
 import type { Sink } from './sinks/ndjson.js';
 import type { RecordingHeader } from './trace.js';
@@ -24,12 +24,7 @@ export async function replayFile(file: string, sinks: Sink[]): Promise<void> {
     try {
       parsed = JSON.parse(text);
     } catch {
-      emit({
-        kind: 'status',
-        state: 'input-problem',
-        time: new Date().toISOString(),
-        message: `${file}:${lineNumber}: not JSON; skipped`,
-      });
+      emit(status('input-problem', `${file}:${lineNumber}: not JSON; skipped`));
       continue;
     }
     if (!pipeline) {
@@ -61,12 +56,7 @@ export async function replayFile(file: string, sinks: Sink[]): Promise<void> {
       continue;
     }
     if (typeof parsed.src !== 'string' || typeof parsed.raw !== 'string') {
-      emit({
-        kind: 'status',
-        state: 'input-problem',
-        time: new Date().toISOString(),
-        message: `${file}:${lineNumber}: no src/raw; skipped`,
-      });
+      emit(status('input-problem', `${file}:${lineNumber}: no src/raw; skipped`));
       continue;
     }
     const out = pipeline.push(parsed.src, parsed.raw);

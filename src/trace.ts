@@ -1,7 +1,7 @@
 // `podwire trace`: runs the probes on this node and sends every handshake and teardown to the sinks.
 import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import type { HandshakeRecord } from './correlate/record.js';
-import type { StatusEvent } from './events.js';
+import { type StatusEvent, status } from './events.js';
 import { Pipeline, type PipelineOutput } from './pipeline.js';
 import { runningRuntimes } from './probes/discover.js';
 import {
@@ -37,14 +37,6 @@ export interface RecordingHeader {
   criProbes: boolean;
   runtime: string | null;
   cniBinDirs: string[];
-}
-
-export function status(
-  state: StatusEvent['state'],
-  message: string,
-  details: Record<string, unknown> = {},
-): StatusEvent {
-  return { kind: 'status', state, time: new Date().toISOString(), message, ...details };
 }
 
 export class Tracer {

@@ -10,7 +10,7 @@ import {
 } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { AlwaysOnSampler, type IdGenerator } from '@opentelemetry/sdk-trace';
-import type { StatusEvent } from '../events.js';
+import { type StatusEvent, status } from '../events.js';
 import { type OtlpDestination, otlpDestination, protocolFromEnv } from './destination.js';
 import { type DropReason, ExportQueue, exportQueueOptionsFromEnv } from './export-queue.js';
 import { createSpanExporter } from './exporter.js';
@@ -67,8 +67,6 @@ export function parseListenAddress(
   return { host: (match[1] ?? '127.0.0.1').replace(/^\[|\]$/g, ''), port };
 }
 
-const statusTime = () => new Date().toISOString();
-
 /** Drops are said at once the first time, then at most every 10 s as a sum, so a dead collector does not flood. */
 class DropReporter {
   private pending: Record<DropReason, number> = { 'queue-full': 0, 'export-failed': 0 };
@@ -92,13 +90,11 @@ class DropReporter {
 
   resumed(): void {
     this.report();
-    this.status({
-      kind: 'status',
-      state: 'export-resumed',
-      time: statusTime(),
-      message: `otlp: the collector at ${this.destination.url} takes spans again`,
-      exporter: 'otlp',
-    });
+    this.status(
+      status('export-resumed', `otlp: the collector at ${this.destination.url} takes spans again`, {
+        exporter: 'otlp',
+      }),
+    );
   }
 
   report(): void {
@@ -118,15 +114,17 @@ class DropReporter {
       .filter(Boolean)
       .join(', ');
     const counters = this.queue().counters;
-    this.status({
-      kind: 'status',
-      state: 'export-failed',
-      time: statusTime(),
-      message: `otlp: ${full + failed} spans dropped, ${why}; is the collector at ${this.destination.url} up? Tracing goes on`,
-      exporter: 'otlp',
-      dropped: { 'queue-full': full, 'export-failed': failed },
-      droppedTotal: counters.dropped['queue-full'] + counters.dropped['export-failed'],
-    });
+    this.status(
+      status(
+        'export-failed',
+        `otlp: ${full + failed} spans dropped, ${why}; is the collector at ${this.destination.url} up? Tracing goes on`,
+        {
+          exporter: 'otlp',
+          dropped: { 'queue-full': full, 'export-failed': failed },
+          droppedTotal: counters.dropped['queue-full'] + counters.dropped['export-failed'],
+        },
+      ),
+    );
   }
 }
 

@@ -2,7 +2,7 @@
 // Bounded both ways: a live trace never waits (records beyond the bound are dropped and counted); a replay waits.
 import { Worker } from 'node:worker_threads';
 import type { HandshakeRecord } from '../correlate/record.js';
-import type { StatusEvent } from '../events.js';
+import { type StatusEvent, status } from '../events.js';
 import { type OtlpProtocol, otlpDestination, protocolFromEnv } from '../otel/destination.js';
 import type { DropReason, ExportCounters } from '../otel/export-queue.js';
 import { recordText, type Sink } from './ndjson.js';
@@ -69,13 +69,15 @@ export class OtlpSink implements Sink {
       workerData: setup,
     });
     const failed = (message: string) =>
-      options.status({
-        kind: 'status',
-        state: 'export-failed',
-        time: new Date().toISOString(),
-        message: `otlp: the export thread failed (${message}); traces are not sent, tracing goes on`,
-        exporter: 'otlp',
-      });
+      options.status(
+        status(
+          'export-failed',
+          `otlp: the export thread failed (${message}); traces are not sent, tracing goes on`,
+          {
+            exporter: 'otlp',
+          },
+        ),
+      );
     worker.on('error', (error) => failed(error.message));
     worker.on('message', (message: ExportWorkerReply) => {
       if (message.type === 'error') failed(message.message);
@@ -122,14 +124,16 @@ export class OtlpSink implements Sink {
   private drop(spans: number): void {
     this.dropped += spans;
     this.counters.dropped['queue-full'] += spans;
-    this.options.status({
-      kind: 'status',
-      state: 'export-failed',
-      time: new Date().toISOString(),
-      message: `otlp: ${spans} spans dropped: the export thread is ${this.unacknowledged} records behind; tracing goes on`,
-      exporter: 'otlp',
-      dropped: { 'queue-full': spans, 'export-failed': 0 } satisfies Record<DropReason, number>,
-    });
+    this.options.status(
+      status(
+        'export-failed',
+        `otlp: ${spans} spans dropped: the export thread is ${this.unacknowledged} records behind; tracing goes on`,
+        {
+          exporter: 'otlp',
+          dropped: { 'queue-full': spans, 'export-failed': 0 } satisfies Record<DropReason, number>,
+        },
+      ),
+    );
   }
 
   private post(): void {
