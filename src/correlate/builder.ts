@@ -74,9 +74,7 @@ export class HandshakeBuilder {
     if (env.netns) attributes['podwire.netns'] = env.netns;
     if (env.containerId) attributes['container.id'] = env.containerId;
     if (plugin.exitCode !== null) attributes['podwire.cni.exit_code'] = plugin.exitCode;
-    const output = cniOutput(
-      Buffer.concat(plugin.stdout.map((b) => Buffer.from(b))).toString('utf8'),
-    );
+    const output = cniOutput(Buffer.concat(plugin.stdout).toString('utf8'));
     if (output.type === 'error') attributes['podwire.cni.error'] = cniErrorMessage(output.error);
     if (output.type === 'result') attributes['podwire.cni.result'] = JSON.stringify(output.result);
     const phase = this.add(name, plugin.startNs, plugin.endNs, parentId, attributes);

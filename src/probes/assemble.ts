@@ -1,6 +1,6 @@
 // Turns probe lines into typed events, joining the chunks that bpftrace's string limit makes us print separately.
 import type { ProbeEvent } from '../events.js';
-import { bytesFromBpftraceBuf, type ProbeLine } from './lines.js';
+import { bytesOfEscapedChunks, FieldReader, type ProbeLine, unescapeField } from './lines.js';
 
 /** Bytes of a string chunk with BPFTRACE_STRLEN=200 (199 characters and the NUL). */
 export const stringChunk = 199;
@@ -9,14 +9,12 @@ export const bufferChunk = 192;
 
 interface Partial {
   first: ProbeLine;
+  /** The fields of the first line that come before its chunk text, read once. */
+  head: number[];
+  /** Chunk texts as bpftrace's JSON wrote them (FieldReader.restEscaped). */
   chunks: string[];
   expected: number;
 }
-
-const int = (text: string | undefined): number => {
-  const value = Number(text);
-  return Number.isFinite(value) ? value : Number.NaN;
-};
 
 /** How many buf() chunks a probe prints for `length` bytes, at most `max`. */
 function bufferChunks(length: number, max: number): number {
@@ -26,32 +24,18 @@ function bufferChunks(length: number, max: number): number {
 /** Joins string chunks: the next chunk continues only where the previous one filled its whole width. */
 function joinStringChunks(chunks: string[]): string {
   let text = '';
-  for (const chunk of chunks) {
+  for (const escaped of chunks) {
+    const chunk = unescapeField(escaped);
     text += chunk;
     if (chunk.length < stringChunk) break;
   }
   return text;
 }
 
-/** `format`: how the probe printed the buffer (%r for text such as JSON and argv, %rx for binary netlink). */
-function joinBufferChunks(chunks: string[], length: number, format: 'r' | 'rx'): Uint8Array {
-  // Most buffers fit one chunk: no list, no copy.
-  if (chunks.length === 1) {
-    const bytes = bytesFromBpftraceBuf(chunks[0] ?? '', format);
-    return bytes.length > length ? bytes.subarray(0, length) : bytes;
-  }
-  const parts = chunks.map((chunk) => bytesFromBpftraceBuf(chunk, format));
-  const total = parts.reduce((sum, part) => sum + part.length, 0);
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    bytes.set(part, offset);
-    offset += part.length;
-  }
-  return bytes.subarray(0, Math.min(total, length));
-}
-
 export type AssembleResult = { events: ProbeEvent[]; problems: string[] };
+
+/** Whether a cni_env value is one cni.bt prints in three chunks (the others fit one). */
+const longEnv = /^(CNI_ARGS|TRACESTATE)=/;
 
 /**
  * Stateful but clock-free: a chunked event is emitted when its last chunk arrives. A chunk that arrives without
@@ -62,8 +46,15 @@ export class Assembler {
   private partials = new Map<string, Partial>();
   private criArgs = new Map<
     number,
-    { line: ProbeLine; expected: number; args: Record<string, string> }
+    {
+      line: ProbeLine;
+      method: string;
+      goroutine: string;
+      expected: number;
+      args: Record<string, string>;
+    }
   >();
+  private readonly reader = new FieldReader();
 
   push(line: ProbeLine): AssembleResult {
     const out: AssembleResult = { events: [], problems: [] };
@@ -84,15 +75,16 @@ export class Assembler {
     const out: AssembleResult = { events: [], problems: [] };
     for (const partial of this.partials.values()) this.complete(partial, out);
     this.partials.clear();
-    for (const pending of this.criArgs.values())
-      out.events.push(this.criEnter(pending.line, pending.args));
+    for (const pending of this.criArgs.values()) out.events.push(this.criEnter(pending));
     this.criArgs.clear();
     return out;
   }
 
+  /** A chunk of a string or buffer; `head` holds the fields before the chunk number, `text` the chunk. */
   private chunked(
     line: ProbeLine,
     key: string,
+    head: number[],
     chunk: number,
     text: string,
     expected: number,
@@ -101,9 +93,9 @@ export class Assembler {
     const partial = this.partials.get(key);
     if (chunk === 0) {
       if (partial) this.complete(partial, out);
-      const fresh = { first: line, chunks: [text], expected };
+      const fresh = { first: line, head, chunks: [text], expected };
       if (expected <= 1) {
-        this.partials.delete(key);
+        if (partial) this.partials.delete(key);
         this.complete(fresh, out);
       } else this.partials.set(key, fresh);
       return;
@@ -122,224 +114,198 @@ export class Assembler {
   }
 
   private handle(line: ProbeLine, out: AssembleResult): void {
-    const f = line.fields;
+    const f = this.reader.reset(line);
+    const { ns, pid, tid } = line;
     switch (line.tag) {
       case 'cni_exec':
         out.events.push({
-          ns: line.ns,
-          pid: line.pid,
-          tid: line.tid,
+          ns,
+          pid,
+          tid,
           kind: 'cni_exec',
-          ppid: int(f[0]),
-          netnsInum: int(f[1]),
-          path: f[2] ?? '',
+          ppid: f.int(),
+          netnsInum: f.int(),
+          path: f.string(),
         });
         return;
       case 'cni_env': {
         // cni.bt prints the long ones (CNI_ARGS, TRACESTATE) in three chunks, the others in one.
-        const text = f.slice(2).join('\t');
-        const chunks = int(f[1]) === 0 && !/^(CNI_ARGS|TRACESTATE)=/.test(text) ? 1 : 3;
-        this.chunked(line, `env:${line.tid}:${f[0]}`, int(f[1]), text, chunks, out);
+        const index = f.int();
+        const chunk = f.int();
+        const text = f.restEscaped();
+        const chunks = chunk === 0 && !longEnv.test(text) ? 1 : 3;
+        this.chunked(line, `env:${tid}:${index}`, [], chunk, text, chunks, out);
         return;
       }
       case 'cni_exit':
-        out.events.push({
-          ns: line.ns,
-          pid: line.pid,
-          tid: line.tid,
-          kind: 'cni_exit',
-          code: int(f[0]),
-        });
+        out.events.push({ ns, pid, tid, kind: 'cni_exit', code: f.int() });
         return;
       case 'cni_gone':
-        out.events.push({
-          ns: line.ns,
-          pid: line.pid,
-          tid: line.tid,
-          kind: 'cni_gone',
-          status: int(f[0]),
-        });
+        out.events.push({ ns, pid, tid, kind: 'cni_gone', status: f.int() });
         return;
-      case 'cni_out':
-        this.chunked(
-          line,
-          `out:${line.tid}`,
-          int(f[1]),
-          f.slice(2).join('\t'),
-          bufferChunks(int(f[0]), 4),
-          out,
-        );
+      case 'cni_out': {
+        const length = f.int();
+        const chunk = f.int();
+        const text = f.restEscaped();
+        this.chunked(line, `out:${tid}`, [length], chunk, text, bufferChunks(length, 4), out);
         return;
+      }
       case 'nl_send':
-      case 'nl_recv':
+      case 'nl_recv': {
         // Requests come in up to two chunks, answers in one (plugin-io.bt, plugin-io-syscalls.bt).
+        const fd = f.int();
+        const length = f.int();
+        const netnsInum = f.int();
+        const chunk = f.int();
+        const text = f.restEscaped();
+        const chunks = bufferChunks(length, line.tag === 'nl_send' ? 2 : 1);
+        const key = line.tag === 'nl_send' ? `nl_send:${tid}` : `nl_recv:${tid}`;
+        this.chunked(line, key, [fd, length, netnsInum], chunk, text, chunks, out);
+        return;
+      }
+      case 'sb_exec': {
+        const ppid = f.int();
+        const netnsInum = f.int();
+        const length = f.int();
+        const chunk = f.int();
+        const text = f.restEscaped();
         this.chunked(
           line,
-          `${line.tag}:${line.tid}`,
-          int(f[3]),
-          f.slice(4).join('\t'),
-          bufferChunks(int(f[1]), line.tag === 'nl_send' ? 2 : 1),
+          `sb:${tid}`,
+          [ppid, netnsInum, length],
+          chunk,
+          text,
+          bufferChunks(length, 3),
           out,
         );
         return;
-      case 'sb_exec':
-        this.chunked(
-          line,
-          `sb:${line.tid}`,
-          int(f[3]),
-          f.slice(4).join('\t'),
-          bufferChunks(int(f[2]), 3),
-          out,
-        );
-        return;
+      }
       case 'ns_unshare':
         out.events.push({
-          ns: line.ns,
-          pid: line.pid,
-          tid: line.tid,
+          ns,
+          pid,
+          tid,
           kind: 'ns_unshare',
-          ret: int(f[0]),
-          flags: int(f[1]),
-          netnsInum: int(f[2]),
+          ret: f.int(),
+          flags: f.int(),
+          netnsInum: f.int(),
         });
         return;
       case 'ns_clone':
-        out.events.push({
-          ns: line.ns,
-          pid: line.pid,
-          tid: line.tid,
-          kind: 'ns_clone',
-          ret: int(f[0]),
-          flags: int(f[1]),
-        });
+        out.events.push({ ns, pid, tid, kind: 'ns_clone', ret: f.int(), flags: f.int() });
         return;
       case 'ns_mount':
-        out.events.push({
-          ns: line.ns,
-          pid: line.pid,
-          tid: line.tid,
-          kind: 'ns_mount',
-          ret: int(f[0]),
-          target: f[1] ?? '',
-        });
+        out.events.push({ ns, pid, tid, kind: 'ns_mount', ret: f.int(), target: f.string() });
         return;
       case 'ns_umount':
-        out.events.push({
-          ns: line.ns,
-          pid: line.pid,
-          tid: line.tid,
-          kind: 'ns_umount',
-          ret: int(f[0]),
-          target: f[1] ?? '',
-        });
+        out.events.push({ ns, pid, tid, kind: 'ns_umount', ret: f.int(), target: f.string() });
         return;
       case 'ns_setns':
         out.events.push({
-          ns: line.ns,
-          pid: line.pid,
-          tid: line.tid,
+          ns,
+          pid,
+          tid,
           kind: 'ns_setns',
-          ret: int(f[0]),
-          nstype: int(f[1]),
-          netnsInum: int(f[2]),
+          ret: f.int(),
+          nstype: f.int(),
+          netnsInum: f.int(),
         });
         return;
       case 'nl_socket':
-        out.events.push({
-          ns: line.ns,
-          pid: line.pid,
-          tid: line.tid,
-          kind: 'nl_socket',
-          fd: int(f[0]),
-        });
+        out.events.push({ ns, pid, tid, kind: 'nl_socket', fd: f.int() });
         return;
       case 'nl_extack':
-        out.events.push({
-          ns: line.ns,
-          pid: line.pid,
-          tid: line.tid,
-          kind: 'nl_extack',
-          message: f.join('\t'),
-        });
+        out.events.push({ ns, pid, tid, kind: 'nl_extack', message: f.rest() });
         return;
       case 'sb_init':
         out.events.push({
-          ns: line.ns,
-          pid: line.pid,
-          tid: line.tid,
+          ns,
+          pid,
+          tid,
           kind: 'sb_init',
-          netnsInum: int(f[0]),
-          path: f[1] ?? '',
+          netnsInum: f.int(),
+          path: f.string(),
         });
         return;
       case 'cri_enter': {
-        const expected = int(f[2]);
-        if (!(expected > 0)) {
-          out.events.push(this.criEnter(line, {}));
-          return;
-        }
-        this.criArgs.set(line.tid, { line, expected, args: {} });
+        const method = f.string();
+        const goroutine = f.string();
+        const expected = f.int();
+        const pending = { line, method, goroutine, expected, args: {} };
+        if (!(expected > 0)) out.events.push(this.criEnter(pending));
+        else this.criArgs.set(tid, pending);
         return;
       }
       case 'cri_arg': {
-        const pending = this.criArgs.get(line.tid);
+        const pending = this.criArgs.get(tid);
         if (!pending) {
-          out.problems.push(`cri_arg of tid ${line.tid} arrived without its cri_enter`);
+          out.problems.push(`cri_arg of tid ${tid} arrived without its cri_enter`);
           return;
         }
-        pending.args[f[1] ?? ''] = f.slice(2).join('\t');
+        f.string(); // the goroutine, as in its cri_enter
+        const name = f.string();
+        pending.args[name] = f.rest();
         if (Object.keys(pending.args).length >= pending.expected) {
-          this.criArgs.delete(line.tid);
-          out.events.push(this.criEnter(pending.line, pending.args));
+          this.criArgs.delete(tid);
+          out.events.push(this.criEnter(pending));
         }
         return;
       }
-      case 'cri_return':
+      case 'cri_return': {
+        const method = f.string();
+        const goroutine = f.string();
+        const failed = f.string() !== '0';
+        const sandboxId = f.string();
         out.events.push({
-          ns: line.ns,
-          pid: line.pid,
-          tid: line.tid,
+          ns,
+          pid,
+          tid,
           kind: 'cri_return',
-          method: f[0] ?? '',
-          goroutine: f[1] ?? '',
-          failed: f[2] !== '0',
-          sandboxId: f[3] ? f[3] : null,
+          method,
+          goroutine,
+          failed,
+          sandboxId: sandboxId ? sandboxId : null,
         });
         return;
+      }
       default:
         out.problems.push(`unknown probe line "${line.tag}"`);
     }
   }
 
-  private criEnter(line: ProbeLine, args: Record<string, string>): ProbeEvent {
+  private criEnter(pending: {
+    line: ProbeLine;
+    method: string;
+    goroutine: string;
+    args: Record<string, string>;
+  }): ProbeEvent {
+    const { line } = pending;
     return {
       ns: line.ns,
       pid: line.pid,
       tid: line.tid,
       kind: 'cri_enter',
-      method: line.fields[0] ?? '',
-      goroutine: line.fields[1] ?? '',
-      args,
+      method: pending.method,
+      goroutine: pending.goroutine,
+      args: pending.args,
     };
   }
 
   private complete(partial: Partial, out: AssembleResult): void {
-    const { first, chunks } = partial;
-    const f = first.fields;
+    const { first, head, chunks } = partial;
+    const { ns, pid, tid } = first;
     switch (first.tag) {
       case 'cni_env': {
         const text = joinStringChunks(chunks);
         const eq = text.indexOf('=');
         if (eq <= 0) {
-          out.problems.push(
-            `cni_env of pid ${first.pid} is not NAME=value: "${text.slice(0, 40)}"`,
-          );
+          out.problems.push(`cni_env of pid ${pid} is not NAME=value: "${text.slice(0, 40)}"`);
           return;
         }
         out.events.push({
-          ns: first.ns,
-          pid: first.pid,
-          tid: first.tid,
+          ns,
+          pid,
+          tid,
           kind: 'cni_env',
           name: text.slice(0, eq),
           value: text.slice(eq + 1),
@@ -347,44 +313,46 @@ export class Assembler {
         return;
       }
       case 'cni_out': {
-        const length = int(f[0]);
+        const length = head[0] ?? Number.NaN;
         out.events.push({
-          ns: first.ns,
-          pid: first.pid,
-          tid: first.tid,
+          ns,
+          pid,
+          tid,
           kind: 'cni_out',
           length,
-          bytes: joinBufferChunks(chunks, length, 'r'),
+          bytes: bytesOfEscapedChunks(chunks, 'r', length),
         });
         return;
       }
       case 'nl_send':
       case 'nl_recv': {
-        const length = int(f[1]);
+        const length = head[1] ?? Number.NaN;
         out.events.push({
-          ns: first.ns,
-          pid: first.pid,
-          tid: first.tid,
+          ns,
+          pid,
+          tid,
           kind: first.tag,
-          fd: int(f[0]),
+          fd: head[0] ?? Number.NaN,
           length,
-          netnsInum: int(f[2]),
-          bytes: joinBufferChunks(chunks, length, 'rx'),
+          netnsInum: head[2] ?? Number.NaN,
+          bytes: bytesOfEscapedChunks(chunks, 'rx', length),
         });
         return;
       }
       case 'sb_exec': {
-        const length = int(f[2]);
-        const bytes = joinBufferChunks(chunks, length, 'r');
-        const argv = Buffer.from(bytes).toString('latin1').split('\0');
+        const length = head[2] ?? Number.NaN;
+        const bytes = bytesOfEscapedChunks(chunks, 'r', length);
+        const argv = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+          .toString('latin1')
+          .split('\0');
         if (argv.at(-1) === '') argv.pop();
         out.events.push({
-          ns: first.ns,
-          pid: first.pid,
-          tid: first.tid,
+          ns,
+          pid,
+          tid,
           kind: 'sb_exec',
-          ppid: int(f[0]),
-          netnsInum: int(f[1]),
+          ppid: head[0] ?? Number.NaN,
+          netnsInum: head[1] ?? Number.NaN,
           argv,
         });
         return;

@@ -1,17 +1,26 @@
 // Reads what bpftrace prints with `-f json`: one JSON object a line, our probes' printf lines inside.
 
-/** One printf line of a podwire probe: tab-separated, always starting with tag, kernel ns, pid, tid. */
+/**
+ * One printf line of a podwire probe: tab-separated, always starting with tag, kernel ns, pid, tid. The text is
+ * kept as bpftrace's JSON wrote it (a tab is the two characters `\t`, a backslash is `\\`): a field is
+ * unescaped only when it is read (FieldReader), and a netlink buffer goes from `\\xNN` to bytes in one step.
+ */
 export interface ProbeLine {
   tag: string;
   /** bpftrace's nsecs: CLOCK_MONOTONIC nanoseconds. */
   ns: bigint;
   pid: number;
   tid: number;
-  fields: string[];
+  /** The JSON string body holding the line; the fields after tid are `json.slice(at, end)`, still escaped. */
+  json: string;
+  at: number;
+  end: number;
 }
 
 /** How `bpftrace -f json` starts a printf line; the data string follows (its opening quote is the last char). */
 const printfPrefix = '{"type": "printf", "data": "';
+/** The same without spaces, as podwire's own CRI uprobe reader writes it. */
+const compactPrintfPrefix = '{"type":"printf","data":"';
 
 export type BpftraceOutput =
   | { type: 'probe'; line: ProbeLine }
@@ -20,44 +29,163 @@ export type BpftraceOutput =
   | { type: 'other'; text: string }
   | { type: 'malformed'; text: string; why: string };
 
-/** Parses the tab-separated data of one printf; a line that does not fit says why. */
+const backslash = 0x5c;
+
+/** Whether the escape `\<letter>` ends the JSON string body at `stop` (an odd run of backslashes before it). */
+function endsWithEscape(json: string, start: number, stop: number, letter: number): boolean {
+  if (stop - start < 2 || json.charCodeAt(stop - 1) !== letter) return false;
+  let run = 0;
+  for (let i = stop - 2; i >= start && json.charCodeAt(i) === backslash; i--) run++;
+  return run % 2 === 1;
+}
+
+/** Whether the escape `\t` (a field separator) starts at `at`; callers know `at` is not inside an escape. */
+const tabAt = (json: string, at: number): boolean =>
+  json.charCodeAt(at) === backslash && json.charCodeAt(at + 1) === 0x74;
+
+/** Where the field that starts at `from` ends: at the next `\t` escape, or at `end`. */
+function fieldEnd(json: string, from: number, end: number): number {
+  for (let i = from; i < end; i++) {
+    if (json.charCodeAt(i) !== backslash) continue;
+    if (json.charCodeAt(i + 1) === 0x74) return i;
+    i++; // the escaped character, which may itself be a backslash
+  }
+  return end;
+}
+
+/** Where the run of decimal digits from `from` ends. */
+function digitsEnd(json: string, from: number, end: number): number {
+  let i = from;
+  while (i < end) {
+    const code = json.charCodeAt(i);
+    if (code < 0x30 || code > 0x39) break;
+    i++;
+  }
+  return i;
+}
+
+/** A JSON string body's value; throws on an escape JSON does not have. */
+function unescapeJson(body: string): string {
+  return body.indexOf('\\') < 0 ? body : (JSON.parse(`"${body}"`) as string);
+}
+
+/** The decimal digits json[from, to) as a number (whole up to 15 digits). */
+function digitsValue(json: string, from: number, to: number): number {
+  if (to - from > 15) return Number(json.slice(from, to));
+  let value = 0;
+  for (let i = from; i < to; i++) value = value * 10 + json.charCodeAt(i) - 0x30;
+  return value;
+}
+
+/**
+ * Parses the JSON string body json[start, stop) of one printf; a line that does not fit says why. The four
+ * leading fields are read in place: this runs for every line podwire reads.
+ */
+function parseEscapedProbeLine(json: string, start: number, stop: number): ProbeLine | string {
+  const end = endsWithEscape(json, start, stop, 0x6e /* n */) ? stop - 2 : stop;
+  let at = start;
+  while (at < end) {
+    const code = json.charCodeAt(at);
+    if (code !== 0x5f && (code < 0x61 || code > 0x7a)) break;
+    at++;
+  }
+  const tagEnd = at;
+  const nsEnd = tagEnd < end && tabAt(json, tagEnd) ? digitsEnd(json, tagEnd + 2, end) : -1;
+  const pidEnd = nsEnd > tagEnd + 2 && tabAt(json, nsEnd) ? digitsEnd(json, nsEnd + 2, end) : -1;
+  const tidEnd = pidEnd > nsEnd + 2 && tabAt(json, pidEnd) ? digitsEnd(json, pidEnd + 2, end) : -1;
+  const fieldsAt =
+    tidEnd <= pidEnd + 2 ? -1 : tidEnd === end ? end : tabAt(json, tidEnd) ? tidEnd + 2 : -1;
+  if (tagEnd === start || fieldsAt < 0) return whyNotProbeLine(json, start, end);
+  const nsDigits = nsEnd - tagEnd - 2;
+  return {
+    tag: json.slice(start, tagEnd),
+    ns:
+      nsDigits <= 15
+        ? BigInt(digitsValue(json, tagEnd + 2, nsEnd))
+        : BigInt(json.slice(tagEnd + 2, nsEnd)),
+    pid: digitsValue(json, nsEnd + 2, pidEnd),
+    tid: digitsValue(json, pidEnd + 2, tidEnd),
+    json,
+    at: fieldsAt,
+    end,
+  };
+}
+
+/** The one line that says why a printf is not a probe line (the slow path: only for lines that are not). */
+function whyNotProbeLine(json: string, start: number, end: number): string {
+  let data: string;
+  try {
+    data = unescapeJson(json.slice(start, end));
+  } catch {
+    return 'an escape in the printf text is not JSON';
+  }
+  const [tag = '', ns, pid, tid] = data.split('\t');
+  const digits = (text: string | undefined) => text !== undefined && /^[0-9]+$/.test(text);
+  if (!/^[a-z_]+$/.test(tag)) return `no probe tag at the start of "${data.slice(0, 60)}"`;
+  if (!digits(ns)) return `${tag}: timestamp "${ns}" is not a number`;
+  if (!digits(pid) || !digits(tid)) return `${tag}: pid/tid "${pid}"/"${tid}" are not numbers`;
+  return `${tag}: fields are not tab-separated`;
+}
+
+/** Parses the tab-separated data of one printf (its text, escapes resolved); a line that does not fit says why. */
 export function parseProbeLine(data: string): ProbeLine | string {
-  const end = data.endsWith('\n') ? data.length - 1 : data.length;
-  // The four leading fields by index: this runs for every line podwire reads.
-  const t1 = data.indexOf('\t');
-  const t2 = t1 < 0 ? -1 : data.indexOf('\t', t1 + 1);
-  const t3 = t2 < 0 ? -1 : data.indexOf('\t', t2 + 1);
-  const t4 = t3 < 0 ? -1 : data.indexOf('\t', t3 + 1);
-  const tag = data.slice(0, t1 < 0 ? end : t1);
-  if (!isTag(tag)) return `no probe tag at the start of "${data.slice(0, Math.min(end, 60))}"`;
-  const ns = t1 < 0 ? undefined : data.slice(t1 + 1, t2 < 0 ? end : t2);
-  if (ns === undefined || !isDigits(ns)) return `${tag}: timestamp "${ns}" is not a number`;
-  const pid = t2 < 0 ? undefined : data.slice(t2 + 1, t3 < 0 ? end : t3);
-  const tid = t3 < 0 ? undefined : data.slice(t3 + 1, t4 < 0 ? end : t4);
-  if (pid === undefined || !isDigits(pid) || tid === undefined || !isDigits(tid)) {
-    return `${tag}: pid/tid "${pid}"/"${tid}" are not numbers`;
-  }
-  const fields = t4 < 0 ? [] : data.slice(t4 + 1, end).split('\t');
-  return { tag, ns: BigInt(ns), pid: Number(pid), tid: Number(tid), fields };
+  const json = JSON.stringify(data);
+  return parseEscapedProbeLine(json, 1, json.length - 1);
 }
 
-function isDigits(text: string): boolean {
-  if (text.length === 0) return false;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 0x30 || code > 0x39) return false;
+/**
+ * Reads the fields after tid of one probe line in order, unescaping only what it returns. One per assembler,
+ * reset for each line: the hot path allocates no reader.
+ */
+export class FieldReader {
+  private json = '';
+  private at = 0;
+  private end = 0;
+
+  reset(line: ProbeLine): this {
+    this.json = line.json;
+    this.at = line.at;
+    this.end = line.end;
+    return this;
   }
-  return true;
+
+  /** The next field's text ('' when the line has no more). */
+  string(): string {
+    if (this.at > this.end) return '';
+    const to = fieldEnd(this.json, this.at, this.end);
+    const text = this.json.slice(this.at, to);
+    this.at = to + 2;
+    return unescapeJson(text);
+  }
+
+  /** The next field as a decimal integer, NaN when it is not one or missing. */
+  int(): number {
+    if (this.at > this.end) return Number.NaN;
+    const to = fieldEnd(this.json, this.at, this.end);
+    const from = this.at;
+    this.at = to + 2;
+    const negative = this.json.charCodeAt(from) === 0x2d;
+    const digits = negative ? from + 1 : from;
+    if (digits === to || digitsEnd(this.json, digits, to) !== to) return Number.NaN;
+    const value = digitsValue(this.json, digits, to);
+    return negative ? -value : value;
+  }
+
+  /** Every field from here on, tabs included, escapes resolved. */
+  rest(): string {
+    return unescapeJson(this.restEscaped());
+  }
+
+  /** Every field from here on as bpftrace's JSON wrote it: a chunk kept until its event is whole. */
+  restEscaped(): string {
+    const text = this.at > this.end ? '' : this.json.slice(this.at, this.end);
+    this.at = this.end + 2;
+    return text;
+  }
 }
 
-function isTag(text: string): boolean {
-  if (text.length === 0) return false;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code !== 0x5f && (code < 0x61 || code > 0x7a)) return false;
-  }
-  return true;
-}
+/** Resolves the escapes of text FieldReader.restEscaped() gave. */
+export const unescapeField = unescapeJson;
 
 /**
  * One line of `bpftrace -f json`. Lost events arrive as a `lost_events` object (newer bpftrace) or as the
@@ -69,18 +197,19 @@ export function parseBpftraceLine(raw: string): BpftraceOutput {
     const lost = /Lost (\d+) events/.exec(raw);
     if (lost?.[1]) return { type: 'lost', count: Number(lost[1]) };
   }
-  // Nearly every line is a printf: parse only its string, not the object around it.
-  if (raw.startsWith(printfPrefix) && raw.endsWith('"}')) {
-    let data: unknown;
-    try {
-      data = JSON.parse(raw.slice(printfPrefix.length - 1, -1));
-    } catch {
-      data = undefined;
-    }
-    if (typeof data === 'string') {
-      const line = parseProbeLine(data);
+  // Nearly every line is a printf: its string is read in place, not parsed with the object around it.
+  const stop = raw.length - 2;
+  if (raw.charCodeAt(stop) === 0x22 && raw.charCodeAt(stop + 1) === 0x7d /* "} */) {
+    const start = raw.startsWith(printfPrefix)
+      ? printfPrefix.length
+      : raw.startsWith(compactPrintfPrefix)
+        ? compactPrintfPrefix.length
+        : -1;
+    // The closing quote must not be an escaped one.
+    if (start >= 0 && start <= stop && !endsWithEscape(raw, start, stop + 1, 0x22)) {
+      const line = parseEscapedProbeLine(raw, start, stop);
       return typeof line === 'string'
-        ? { type: 'malformed', text: data.slice(0, 200), why: line }
+        ? { type: 'malformed', text: raw.slice(start, Math.min(stop, start + 200)), why: line }
         : { type: 'probe', line };
     }
   }
@@ -162,20 +291,129 @@ export function bytesFromBpftraceBuf(text: string, format?: 'r' | 'rx'): Uint8Ar
     if (ok) return bytes;
   }
   const escapesOnly = format === 'rx' || (format === undefined && onlyEscapes(text));
-  const out = new Uint8Array(text.length * 4);
+  // Up to 3 bytes a character (UTF-8 of one above 0xff; a surrogate pair is 2 characters for 4 bytes).
+  const out = new Uint8Array(text.length * 3);
   let length = 0;
   let i = 0;
   while (i < text.length) {
-    const byte = escapeAt(text, i);
-    if (byte >= 0 && (escapesOnly || byte < 0x20 || byte > 0x7e)) {
-      out[length++] = byte;
-      i += 4;
+    const code = text.charCodeAt(i);
+    if (code === backslash) {
+      const byte = escapeAt(text, i);
+      if (byte >= 0 && (escapesOnly || byte < 0x20 || byte > 0x7e)) {
+        out[length++] = byte;
+        i += 4;
+        continue;
+      }
+    }
+    if (code <= 0xff) {
+      out[length++] = code;
+      i++;
       continue;
     }
     const point = text.codePointAt(i) ?? 0;
-    if (point <= 0xff) out[length++] = point;
-    else for (const b of new TextEncoder().encode(String.fromCodePoint(point))) out[length++] = b;
+    length += utf8.encodeInto(String.fromCodePoint(point), out.subarray(length)).written;
     i += point > 0xffff ? 2 : 1;
   }
-  return out.slice(0, length);
+  return length === out.length ? out : out.slice(0, length);
+}
+
+const utf8 = new TextEncoder();
+
+/** What one JSON escape `\c` (the letter after the backslash) stands for, when it is one character. */
+const jsonEscape = new Int16Array(128).fill(-1);
+for (const [letter, value] of [
+  ['"', 0x22],
+  ['\\', 0x5c],
+  ['/', 0x2f],
+  ['b', 0x08],
+  ['f', 0x0c],
+  ['n', 0x0a],
+  ['r', 0x0d],
+  ['t', 0x09],
+] as const)
+  jsonEscape[letter.charCodeAt(0)] = value;
+
+/**
+ * Decodes one chunk of a buf() as it stands in bpftrace's JSON into `out` at `offset`, in one pass: %rx is
+ * every byte as the five characters `\\xHH`; %r is printable bytes as themselves (a quote as `\"`, a backslash
+ * as `\\`) and the others as `\\xHH`, read as bytesFromBpftraceBuf reads them. Returns the offset after the
+ * bytes, or -1 for a chunk outside that (a `\u` escape, a character above 0xff): the caller takes the slow path.
+ */
+function escapedChunkInto(
+  json: string,
+  format: 'r' | 'rx',
+  out: Uint8Array,
+  offset: number,
+): number {
+  let n = offset;
+  let i = 0;
+  while (i < json.length) {
+    const code = json.charCodeAt(i);
+    if (code !== backslash) {
+      if (format === 'rx' || code > 0xff) return -1;
+      out[n++] = code;
+      i++;
+      continue;
+    }
+    const next = json.charCodeAt(i + 1);
+    if (next === backslash) {
+      // A backslash of the printed text: a byte escape `\xHH`, or (in %r, for a printable byte) itself.
+      const high = json.charCodeAt(i + 2) === 0x78 ? (hexValue[json.charCodeAt(i + 3)] ?? -1) : -1;
+      const low = high < 0 ? -1 : (hexValue[json.charCodeAt(i + 4)] ?? -1);
+      const byte = low < 0 ? -1 : high * 16 + low;
+      if (byte >= 0 && (format === 'rx' || byte < 0x20 || byte > 0x7e)) {
+        out[n++] = byte;
+        i += 5;
+      } else {
+        if (format === 'rx') return -1;
+        out[n++] = backslash;
+        i += 2;
+      }
+      continue;
+    }
+    const value = format === 'r' && next < 128 ? (jsonEscape[next] ?? -1) : -1;
+    if (value < 0) return -1;
+    out[n++] = value;
+    i += 2;
+  }
+  return n;
+}
+
+/**
+ * The bytes of a buf() printed in `chunks` (as bpftrace's JSON wrote them, FieldReader.restEscaped) with
+ * `format`, cut to the `length` the probe reported.
+ */
+export function bytesOfEscapedChunks(
+  chunks: readonly string[],
+  format: 'r' | 'rx',
+  length: number,
+): Uint8Array {
+  // Decoded, a chunk is never longer than its escaped text on the fast path.
+  let capacity = 0;
+  for (const chunk of chunks) capacity += chunk.length;
+  const out = new Uint8Array(format === 'rx' ? Math.ceil(capacity / 5) : capacity);
+  let n = 0;
+  for (const chunk of chunks) {
+    n = format === 'rx' && chunk.length % 5 !== 0 ? -1 : escapedChunkInto(chunk, format, out, n);
+    if (n < 0) return slowBytesOfEscapedChunks(chunks, format, length);
+  }
+  const size = length >= 0 ? Math.min(n, length) : n;
+  return size === out.length ? out : out.slice(0, size);
+}
+
+/** The general path: each chunk's JSON unescaped, then read as bytesFromBpftraceBuf reads it. */
+function slowBytesOfEscapedChunks(
+  chunks: readonly string[],
+  format: 'r' | 'rx',
+  length: number,
+): Uint8Array {
+  const parts = chunks.map((chunk) => bytesFromBpftraceBuf(unescapeJson(chunk), format));
+  const total = parts.reduce((sum, part) => sum + part.length, 0);
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    bytes.set(part, offset);
+    offset += part.length;
+  }
+  return length >= 0 && length < total ? bytes.subarray(0, length) : bytes;
 }
