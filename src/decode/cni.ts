@@ -65,6 +65,8 @@ const str = (value: unknown): string | undefined => (typeof value === 'string' ?
 /** A plugin's stdout: a result, an error object, or text that is neither (cut by the probe, or not JSON). */
 export function cniOutput(text: string): CniOutput {
   const trimmed = text.replace(/\0+$/, '').trim();
+  // Most DELs print nothing: said without a JSON.parse that throws (an exception costs more than the parse).
+  if (trimmed === '') return { type: 'unreadable', text: '', why: 'no output' };
   let parsed: unknown;
   try {
     parsed = JSON.parse(trimmed);
@@ -72,7 +74,7 @@ export function cniOutput(text: string): CniOutput {
     return {
       type: 'unreadable',
       text: trimmed.slice(0, 500),
-      why: trimmed === '' ? 'no output' : 'not JSON (cut at the probe limit?)',
+      why: 'not JSON (cut at the probe limit?)',
     };
   }
   if (!isObject(parsed))

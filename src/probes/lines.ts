@@ -337,7 +337,8 @@ for (const [letter, value] of [
  * Decodes one chunk of a buf() as it stands in bpftrace's JSON into `out` at `offset`, in one pass: %rx is
  * every byte as the five characters `\\xHH`; %r is printable bytes as themselves (a quote as `\"`, a backslash
  * as `\\`) and the others as `\\xHH`, read as bytesFromBpftraceBuf reads them. Returns the offset after the
- * bytes, or -1 for a chunk outside that (a `\u` escape, a character above 0xff): the caller takes the slow path.
+ * bytes (at most up to the end of `out`), or -1 for a chunk outside that (a `\u` escape, a character outside ASCII): the caller takes the slow
+ * path. The text is read as bytes (bpftrace's JSON is ASCII): much faster than charCodeAt on a sliced string.
  */
 function escapedChunkInto(
   json: string,
@@ -345,33 +346,55 @@ function escapedChunkInto(
   out: Uint8Array,
   offset: number,
 ): number {
+  // UTF-8 takes at most 3 bytes a UTF-16 unit; the scratch buffer grows to that once and is reused.
+  if (scratch.length < json.length * 3) scratch = Buffer.allocUnsafe(json.length * 3);
+  const size = scratch.write(json, 0, 'utf8');
+  return format === 'rx' ? rxInto(scratch, size, out, offset) : rInto(scratch, size, out, offset);
+}
+
+/** Where a chunk's text is put as bytes before it is decoded: one buffer for all, not one per chunk. */
+let scratch = Buffer.allocUnsafe(4096);
+
+function rxInto(text: Uint8Array, size: number, out: Uint8Array, offset: number): number {
+  if (size % 5 !== 0) return -1;
+  let n = offset;
+  for (let i = 0; i < size && n < out.length; i += 5) {
+    if (text[i] !== backslash || text[i + 1] !== backslash || text[i + 2] !== 0x78) return -1;
+    const high = hexValue[text[i + 3] as number] ?? -1;
+    const low = hexValue[text[i + 4] as number] ?? -1;
+    if (high < 0 || low < 0) return -1;
+    out[n++] = high * 16 + low;
+  }
+  return n;
+}
+
+function rInto(text: Uint8Array, size: number, out: Uint8Array, offset: number): number {
   let n = offset;
   let i = 0;
-  while (i < json.length) {
-    const code = json.charCodeAt(i);
+  while (i < size && n < out.length) {
+    const code = text[i] as number;
+    if (code >= 0x80) return -1;
     if (code !== backslash) {
-      if (format === 'rx' || code > 0xff) return -1;
       out[n++] = code;
       i++;
       continue;
     }
-    const next = json.charCodeAt(i + 1);
+    const next = i + 1 < size ? (text[i + 1] as number) : 0;
     if (next === backslash) {
-      // A backslash of the printed text: a byte escape `\xHH`, or (in %r, for a printable byte) itself.
-      const high = json.charCodeAt(i + 2) === 0x78 ? (hexValue[json.charCodeAt(i + 3)] ?? -1) : -1;
-      const low = high < 0 ? -1 : (hexValue[json.charCodeAt(i + 4)] ?? -1);
+      // A backslash of the printed text: a byte escape `\xHH` of an unprintable byte, or itself.
+      const high = i + 4 < size && text[i + 2] === 0x78 ? (hexValue[text[i + 3] ?? 0] ?? -1) : -1;
+      const low = high < 0 ? -1 : (hexValue[text[i + 4] ?? 0] ?? -1);
       const byte = low < 0 ? -1 : high * 16 + low;
-      if (byte >= 0 && (format === 'rx' || byte < 0x20 || byte > 0x7e)) {
+      if (byte >= 0 && (byte < 0x20 || byte > 0x7e)) {
         out[n++] = byte;
         i += 5;
       } else {
-        if (format === 'rx') return -1;
         out[n++] = backslash;
         i += 2;
       }
       continue;
     }
-    const value = format === 'r' && next < 128 ? (jsonEscape[next] ?? -1) : -1;
+    const value = jsonEscape[next] ?? -1;
     if (value < 0) return -1;
     out[n++] = value;
     i += 2;
@@ -388,17 +411,19 @@ export function bytesOfEscapedChunks(
   format: 'r' | 'rx',
   length: number,
 ): Uint8Array {
-  // Decoded, a chunk is never longer than its escaped text on the fast path.
-  let capacity = 0;
-  for (const chunk of chunks) capacity += chunk.length;
-  const out = new Uint8Array(format === 'rx' ? Math.ceil(capacity / 5) : capacity);
+  // Decoded, a chunk is never longer than its escaped text on the fast path; bytes past `length` (the probe's
+  // fixed-size read beyond what was written) are not decoded at all.
+  let escaped = 0;
+  for (const chunk of chunks) escaped += chunk.length;
+  const most = format === 'rx' ? Math.ceil(escaped / 5) : escaped;
+  const out = new Uint8Array(length >= 0 && length < most ? length : most);
   let n = 0;
   for (const chunk of chunks) {
-    n = format === 'rx' && chunk.length % 5 !== 0 ? -1 : escapedChunkInto(chunk, format, out, n);
+    if (n === out.length) break;
+    n = escapedChunkInto(chunk, format, out, n);
     if (n < 0) return slowBytesOfEscapedChunks(chunks, format, length);
   }
-  const size = length >= 0 ? Math.min(n, length) : n;
-  return size === out.length ? out : out.slice(0, size);
+  return n === out.length ? out : out.slice(0, n);
 }
 
 /** The general path: each chunk's JSON unescaped, then read as bytesFromBpftraceBuf reads it. */
