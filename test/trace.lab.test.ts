@@ -157,10 +157,11 @@ const required = ['cri RunPodSandbox', ...bridgeHandshakeSteps];
 describe.skipIf(!isRoot)(
   `podwire trace on the lab${isRoot ? '' : ` (skipped: ${rootReason})`}`,
   () => {
-    const scratch = mkdtempSync(join(tmpdir(), 'podwire-trace-test-'));
-    const recording = join(scratch, 'run.ndjson');
-    const plugins = join(scratch, 'plugins');
-    const liveJaeger = join(scratch, 'live.jaeger.json');
+    // Made in beforeAll, not here: a run that filters this describe out leaves nothing in /tmp.
+    let scratch = '';
+    let recording = '';
+    let plugins = '';
+    let liveJaeger = '';
     let trace: Trace;
     let created: Created;
     let collector: OtlpReceiver;
@@ -171,6 +172,10 @@ describe.skipIf(!isRoot)(
         throw new Error(
           `a lab is already up or was left behind (${labState}): run podwire lab down first`,
         );
+      scratch = mkdtempSync(join(tmpdir(), 'podwire-trace-test-'));
+      recording = join(scratch, 'run.ndjson');
+      plugins = join(scratch, 'plugins');
+      liveJaeger = join(scratch, 'live.jaeger.json');
       // A CNI bin dir of the test's own besides Debian's: a plugin is installed there while tracing.
       mkdirSync(plugins, { recursive: true });
       collector = await startOtlpReceiver('http/protobuf');
@@ -192,7 +197,7 @@ describe.skipIf(!isRoot)(
     afterAll(async () => {
       await endTracedLab(trace, recording, 'trace-lab');
       await collector?.close();
-      rmSync(scratch, { recursive: true, force: true });
+      if (scratch) rmSync(scratch, { recursive: true, force: true });
     });
 
     it('says it is ready only after every probe is attached, and names the runtime it found', () => {
@@ -477,7 +482,7 @@ describe.skipIf(!isRoot || !haveSid)(
   `podwire trace on a lab running containerd 2.x${isRoot && haveSid ? '' : ` (skipped: ${isRoot ? sidReason : rootReason})`}`,
   () => {
     let trace: Trace;
-    const scratch = mkdtempSync(join(tmpdir(), 'podwire-trace2-test-'));
+    let scratch = '';
     // The lab's containerd runs with this in its environment, which it hands on to every CNI plugin, as a
     // runtime with tracing on passes its span to them.
     const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
@@ -489,6 +494,7 @@ describe.skipIf(!isRoot || !haveSid)(
         throw new Error(
           `a lab is already up or was left behind (${labState}): run podwire lab down first`,
         );
+      scratch = mkdtempSync(join(tmpdir(), 'podwire-trace2-test-'));
       // No collector listens there yet: it comes up later in the run.
       collectorPort = await freePort();
       // The fallback for plugins podwire cannot probe in their own code, on the real stack too.
@@ -507,7 +513,7 @@ describe.skipIf(!isRoot || !haveSid)(
     afterAll(async () => {
       await endTracedLab(trace, join(scratch, 'run.ndjson'), 'trace-lab2');
       await collector?.close();
-      rmSync(scratch, { recursive: true, force: true });
+      if (scratch) rmSync(scratch, { recursive: true, force: true });
     });
 
     it('finds the 2.x runtime, reads its CRI calls and gives full handshakes and teardowns (plugins probed at the syscalls)', async () => {
