@@ -1,6 +1,6 @@
 // Turns probe lines into typed events, joining the chunks that bpftrace's string limit makes us print separately.
 import type { ProbeEvent } from '../events.js';
-import { bytesOfEscapedChunks, FieldReader, type ProbeLine, unescapeField } from './lines.js';
+import { bytesOfEscapedChunks, FieldReader, type ProbeLine, unescapeJson } from './lines.js';
 
 /** Bytes of a string chunk with BPFTRACE_STRLEN=200 (199 characters and the NUL). */
 export const stringChunk = 199;
@@ -25,7 +25,7 @@ function bufferChunks(length: number, max: number): number {
 function joinStringChunks(chunks: string[]): string {
   let text = '';
   for (const escaped of chunks) {
-    const chunk = unescapeField(escaped);
+    const chunk = unescapeJson(escaped);
     text += chunk;
     if (chunk.length < stringChunk) break;
   }

@@ -64,8 +64,8 @@ function digitsEnd(json: string, from: number, end: number): number {
   return i;
 }
 
-/** A JSON string body's value; throws on an escape JSON does not have. */
-function unescapeJson(body: string): string {
+/** A JSON string body's value (a field or FieldReader.restEscaped's text); throws on an escape JSON lacks. */
+export function unescapeJson(body: string): string {
   return body.indexOf('\\') < 0 ? body : (JSON.parse(`"${body}"`) as string);
 }
 
@@ -183,9 +183,6 @@ export class FieldReader {
     return text;
   }
 }
-
-/** Resolves the escapes of text FieldReader.restEscaped() gave. */
-export const unescapeField = unescapeJson;
 
 /**
  * One line of `bpftrace -f json`. Lost events arrive as a `lost_events` object (newer bpftrace) or as the
@@ -337,8 +334,9 @@ for (const [letter, value] of [
  * Decodes one chunk of a buf() as it stands in bpftrace's JSON into `out` at `offset`, in one pass: %rx is
  * every byte as the five characters `\\xHH`; %r is printable bytes as themselves (a quote as `\"`, a backslash
  * as `\\`) and the others as `\\xHH`, read as bytesFromBpftraceBuf reads them. Returns the offset after the
- * bytes (at most up to the end of `out`), or -1 for a chunk outside that (a `\u` escape, a character outside ASCII): the caller takes the slow
- * path. The text is read as bytes (bpftrace's JSON is ASCII): much faster than charCodeAt on a sliced string.
+ * bytes (at most up to the end of `out`), or -1 for a chunk outside that (a `\u` escape, a character outside
+ * ASCII): the caller takes the slow path. The text is read as bytes (bpftrace's JSON is ASCII): much faster
+ * than charCodeAt on a sliced string.
  */
 function escapedChunkInto(
   json: string,
