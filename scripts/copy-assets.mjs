@@ -1,6 +1,8 @@
-// tsc copies only .ts: the CRI proto subset and the pause image's C source travel next to the compiled JS.
-import { cpSync, readdirSync } from 'node:fs';
+// tsc copies only .ts: the CRI proto subset and the pause image's C source travel next to the compiled JS, and the
+// recording the daemon warms its JIT with (src/warmup.ts) is put there gzipped.
+import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 
 const assets = /\.(proto|c)$/;
 
@@ -14,3 +16,7 @@ function copyTree(from, to) {
 }
 
 copyTree('src', 'dist/src');
+writeFileSync(
+  'dist/src/warmup.ndjson.gz',
+  gzipSync(readFileSync('test/fixtures/recordings/ten-pods-plugin-uprobes.ndjson'), { level: 9 }),
+);

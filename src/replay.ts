@@ -3,9 +3,37 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { HandshakeRecord } from './correlate/record.js';
 import { type StatusEvent, status } from './events.js';
-import { Pipeline } from './pipeline.js';
+import { Pipeline, type PipelineOutput } from './pipeline.js';
 import type { Sink } from './sinks/ndjson.js';
 import type { RecordingHeader } from './trace.js';
+
+/** A recording's line after its header, as the live run saw it: null when it is not one podwire writes. */
+export function replayLine(
+  pipeline: Pipeline,
+  parsed: Record<string, unknown>,
+): PipelineOutput | null {
+  if (parsed.drain === true) return pipeline.drain();
+  if (typeof parsed.cri === 'boolean') {
+    pipeline.setCriProbes(parsed.cri);
+    return noOutput;
+  }
+  if (typeof parsed.src !== 'string') return null;
+  if (parsed.probe === 'up' || parsed.probe === 'down')
+    return pipeline.probeState(parsed.src, parsed.probe === 'up');
+  if (typeof parsed.raw !== 'string') return null;
+  return pipeline.push(parsed.src, parsed.raw);
+}
+
+const noOutput: PipelineOutput = Object.freeze({ records: [], problems: [] }) as PipelineOutput;
+
+/** The Pipeline a recording's header line asks for. */
+export function pipelineFor(header: RecordingHeader): Pipeline {
+  return new Pipeline({
+    clockOffsetNs: BigInt(header.clockOffsetNs),
+    criProbes: header.criProbes,
+    runtime: header.runtime,
+  });
+}
 
 export async function replayFile(file: string, sinks: Sink[]): Promise<void> {
   const emit = (record: HandshakeRecord | StatusEvent) => {
@@ -20,7 +48,7 @@ export async function replayFile(file: string, sinks: Sink[]): Promise<void> {
   for await (const text of lines) {
     lineNumber++;
     if (text.trim() === '') continue;
-    let parsed: { kind?: string; src?: unknown; raw?: unknown };
+    let parsed: Record<string, unknown>;
     try {
       parsed = JSON.parse(text);
     } catch {
@@ -33,33 +61,14 @@ export async function replayFile(file: string, sinks: Sink[]): Promise<void> {
           `${file} is not a podwire recording (its first line has no "kind":"podwire-recording"): record one with podwire trace --record FILE`,
         );
       }
-      const header = parsed as unknown as RecordingHeader;
-      pipeline = new Pipeline({
-        clockOffsetNs: BigInt(header.clockOffsetNs),
-        criProbes: header.criProbes,
-        runtime: header.runtime,
-      });
+      pipeline = pipelineFor(parsed as unknown as RecordingHeader);
       continue;
     }
-    const meta = parsed as { probe?: unknown; cri?: unknown; drain?: unknown };
-    if (meta.drain === true) {
-      for (const record of pipeline.drain().records) emit(record);
-      continue;
-    }
-    if (typeof meta.cri === 'boolean') {
-      pipeline.setCriProbes(meta.cri);
-      continue;
-    }
-    if (typeof parsed.src === 'string' && (meta.probe === 'up' || meta.probe === 'down')) {
-      for (const record of pipeline.probeState(parsed.src, meta.probe === 'up').records)
-        emit(record);
-      continue;
-    }
-    if (typeof parsed.src !== 'string' || typeof parsed.raw !== 'string') {
+    const out = replayLine(pipeline, parsed);
+    if (out === null) {
       emit(status('input-problem', `${file}:${lineNumber}: no src/raw; skipped`));
       continue;
     }
-    const out = pipeline.push(parsed.src, parsed.raw);
     if (out.records.length === 0) continue;
     for (const record of out.records) emit(record);
     // Nothing is lost in a replay: a sink that is behind (a collector) is waited for.

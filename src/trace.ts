@@ -17,6 +17,7 @@ import { inspectContainerd } from './probes/runtime.js';
 import { removeStaleGroups, UprobeEventsRunner } from './probes/uprobe-events.js';
 import type { Sink } from './sinks/ndjson.js';
 import { monotonicToRealtimeOffset } from './time.js';
+import { warmUp } from './warmup.js';
 
 export interface TraceOptions {
   cniBinDirs: string[];
@@ -354,6 +355,8 @@ export class Tracer {
     }
     this.startRunner('kernel', this.surveyPlugins());
     for (const runner of this.criRunners.values()) runner.read();
+    // While bpftrace compiles and attaches (seconds), the decoders get warm on a real recording (see warmup.ts).
+    void warmUp();
     this.rescanTimer = setInterval(() => {
       this.recheckPlugins();
       if (this.options.runtimeBinaries.length === 0) void this.rescan();

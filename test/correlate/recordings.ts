@@ -1,7 +1,7 @@
 // Replays a real recording through the same pipeline as `podwire replay`, optionally edited first.
 import { readFileSync } from 'node:fs';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
-import { Pipeline } from '../../src/pipeline.js';
+import { pipelineFor, replayLine } from '../../src/replay.js';
 import type { RecordingHeader } from '../../src/trace.js';
 
 export interface RecordingLine {
@@ -21,19 +21,9 @@ export function readRecording(name: string): { header: RecordingHeader; lines: R
 }
 
 export function replay(header: RecordingHeader, lines: RecordingLine[]): HandshakeRecord[] {
-  const pipeline = new Pipeline({
-    clockOffsetNs: BigInt(header.clockOffsetNs),
-    criProbes: header.criProbes,
-    runtime: header.runtime,
-  });
+  const pipeline = pipelineFor(header);
   const records: HandshakeRecord[] = [];
-  for (const line of lines) {
-    if (line.drain) records.push(...pipeline.drain().records);
-    else if (line.src && line.probe)
-      records.push(...pipeline.probeState(line.src, line.probe === 'up').records);
-    else if (line.src && line.raw !== undefined)
-      records.push(...pipeline.push(line.src, line.raw).records);
-  }
+  for (const line of lines) records.push(...(replayLine(pipeline, { ...line })?.records ?? []));
   records.push(...pipeline.finish().records);
   return records;
 }
