@@ -1,9 +1,10 @@
 // `podwire trace` and `podwire replay`: the tracer from the command line.
-import { hostname, setPriority } from 'node:os';
+import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import type { HandshakeRecord } from '../correlate/record.js';
 import type { StatusEvent } from '../events.js';
 import type { Telemetry } from '../otel/telemetry.js';
+import { niceEveryThread } from '../priority.js';
 import { replayFile } from '../replay.js';
 import { JaegerJsonSink } from '../sinks/jaeger-json.js';
 import { NdjsonSink, type Sink } from '../sinks/ndjson.js';
@@ -177,10 +178,9 @@ export function registerTrace(program: Command): void {
             })
           : null;
         if (tui) timeline?.to(tui.sink);
-        // Lower priority for podwire, and for the bpftrace and readers it starts (they inherit it): on a busy node
-        // the pods come first; records arrive a little later and lost events, if any, are reported.
-        if (Number.isFinite(options.nice))
-          setPriority(0, Math.max(-20, Math.min(19, options.nice)));
+        // Lower priority for all of podwire's threads, and for the bpftrace and readers it starts (they inherit it):
+        // on a busy node the pods come first; records arrive a little later and lost events, if any, are reported.
+        if (Number.isFinite(options.nice)) niceEveryThread(options.nice);
         const cniBinDirs = options.cniBinDir ?? existingCniBinDirs();
         const tracer = new Tracer(
           {
