@@ -11,6 +11,8 @@ import {
   DEL,
   type NetlinkRequest,
   type PluginRun,
+  pluginFailed,
+  pluginSignal,
   type Sandbox,
   type Teardown,
 } from './state.js';
@@ -80,11 +82,13 @@ export class HandshakeBuilder {
     const phase = this.add(name, plugin.startNs, plugin.endNs, parentId, attributes);
     if (output.type === 'result') facts.results.push({ plugin, output });
     if (plugin.endNs === null) facts.unfinished = true;
-    if ((plugin.exitCode ?? 0) !== 0 || output.type === 'error') {
+    if (pluginFailed(plugin) || output.type === 'error') {
       const message =
         output.type === 'error'
           ? cniErrorMessage(output.error)
-          : `exited with code ${plugin.exitCode}`;
+          : pluginSignal(plugin) !== 0
+            ? `killed by signal ${pluginSignal(plugin)}`
+            : `exited with code ${plugin.exitCode}`;
       this.fail(phase, message, depth);
     }
     for (const request of plugin.requests)
@@ -113,11 +117,11 @@ export class HandshakeBuilder {
     const phase = this.add(name, request.sendNs, request.endNs, parentId, attributes);
     // A plugin tolerates some errors (EEXIST on its bridge); only the last request of a plugin that failed
     // without a failing IPAM child is taken as the cause.
-    const failedChild = plugin.children.some((child) => (child.exitCode ?? 0) !== 0);
+    const failedChild = plugin.children.some(pluginFailed);
     const causal =
       request.errno !== null &&
       request.errno !== 0 &&
-      (plugin.exitCode ?? 0) !== 0 &&
+      pluginFailed(plugin) &&
       !failedChild &&
       plugin.requests.at(-1) === request;
     if (causal) {

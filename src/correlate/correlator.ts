@@ -17,6 +17,7 @@ import {
   type Netns,
   type PluginRun,
   pathKey,
+  pluginFailed,
   type Sandbox,
   type Teardown,
 } from './state.js';
@@ -435,7 +436,9 @@ export class Correlator {
     this.plugins.delete(pid);
     plugin.endNs = ns;
     plugin.status = status;
-    if (plugin.exitCode === null && status !== 0) plugin.exitCode = (status >> 8) & 0xff;
+    // The wait status has the exit code (bits 8-15) unless a signal ended it (low 7 bits); older recordings said
+    // the code in a cni_exit line before.
+    if (plugin.exitCode === null && (status & 0x7f) === 0) plugin.exitCode = (status >> 8) & 0xff;
     for (const key of [...this.pendingRequests.keys()])
       if (key.startsWith(`${pid}:`)) this.pendingRequests.delete(key);
     if (plugin.parent) return; // Delegated IPAM travels with the plugin that ran it.
@@ -484,7 +487,7 @@ export class Correlator {
     for (const sandbox of [...this.sandboxes]) {
       if (sandbox.done) continue;
       const quiet = this.nowNs - sandbox.lastNs;
-      const failed = sandbox.plugins.some((plugin) => (plugin.exitCode ?? 0) !== 0);
+      const failed = sandbox.plugins.some(pluginFailed);
       if (!this.options.criProbes && failed && quiet > this.options.teardownQuietNs)
         this.finish(sandbox, out, 'failed');
       else if (quiet > this.options.incompleteAfterNs) this.finish(sandbox, out, 'timeout');

@@ -45,6 +45,16 @@ export interface PluginRun {
   netnsInum: number | null;
 }
 
+/** The signal that ended a plugin (from its wait status), 0 when it exited by itself or has not ended. */
+export function pluginSignal(plugin: PluginRun): number {
+  return plugin.status === null ? 0 : plugin.status & 0x7f;
+}
+
+/** A plugin that exited with a code other than 0 or was killed by a signal. */
+export function pluginFailed(plugin: PluginRun): boolean {
+  return (plugin.exitCode ?? 0) !== 0 || pluginSignal(plugin) !== 0;
+}
+
 export interface Netns {
   path: string;
   inum: number | null;

@@ -1,7 +1,13 @@
 // The correlator on real lab recordings: what a user checks in each handshake and teardown record.
 import { describe, expect, it } from 'vitest';
 import type { HandshakeRecord, PhaseRecord } from '../../src/correlate/record.js';
-import { bridgeHandshakeSteps, printfData, readRecording, replay } from './recordings.js';
+import {
+  bridgeHandshakeSteps,
+  printfData,
+  type RecordingLine,
+  readRecording,
+  replay,
+} from './recordings.js';
 
 const tenPods = readRecording('ten-pods.ndjson');
 const handshakes = (records: HandshakeRecord[]) => records.filter((r) => r.kind === 'handshake');
@@ -172,6 +178,41 @@ describe('events lost in the middle of the burst', () => {
     for (const record of made.filter((r) => r.outcome === 'ok')) {
       expect(names(record)).toEqual(expect.arrayContaining(handshakeSteps));
     }
+  });
+});
+
+describe('how plugins end: the wait status alone (cni.bt no longer prints exit_group)', () => {
+  const recording = readRecording('ten-pods-plugin-uprobes.ndjson');
+  const tag = (line: RecordingLine) => printfData(line)?.split('\t')[0];
+  const withoutExitLines = recording.lines.filter((line) => tag(line) !== 'cni_exit');
+
+  it('gives the same records as with the cni_exit lines of the recording', () => {
+    expect(withoutExitLines.length).toBeLessThan(recording.lines.length);
+    expect(replay(recording.header, withoutExitLines)).toEqual(
+      replay(recording.header, recording.lines),
+    );
+  });
+
+  it('fails a handshake whose plugin was killed, naming the plugin and the signal', () => {
+    // The real recording, edited: the first bridge ADD ends with the wait status of SIGKILL (9) instead of 0. The
+    // lab cannot kill a plugin at a chosen moment; everything else about the run is as recorded.
+    const bridge = withoutExitLines.find(
+      (line) => tag(line) === 'cni_exec' && printfData(line)?.trimEnd().endsWith('/bridge'),
+    ) as RecordingLine;
+    const pid = printfData(bridge)?.split('\t')[2];
+    const edited = withoutExitLines.map((line) => {
+      const fields = printfData(line)?.split('\t');
+      if (fields?.[0] !== 'cni_gone' || fields[2] !== pid) return line;
+      const data = `${fields.slice(0, 4).join('\t')}\t9\n`;
+      return { ...line, raw: JSON.stringify({ type: 'printf', data }) };
+    });
+    expect(edited).not.toEqual(withoutExitLines);
+    const made = handshakes(replay(recording.header, edited));
+    const failed = made.filter((r) => r.outcome === 'failed');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]?.error?.phase).toBe('cni ADD bridge');
+    expect(failed[0]?.error?.message).toBe('killed by signal 9');
+    expect(made.filter((r) => r.outcome === 'ok')).toHaveLength(9);
   });
 });
 
