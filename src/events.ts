@@ -49,6 +49,7 @@ export interface StatusEvent {
     | 'input-problem'
     | 'plugin-probes'
     | 'plugins-changed'
+    | 'cpu-policy'
     | 'export-failed'
     | 'export-resumed'
     | 'stopped';
