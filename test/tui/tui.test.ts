@@ -57,18 +57,24 @@ class Terminal {
     tmux('send-keys', '-t', this.name, '-l', text);
   }
 
-  /** Waits until the screen passes `check`; on timeout, fails with what the screen showed. */
+  /**
+   * Waits until the screen passes `check` and has stopped changing (two captures 100 ms apart alike: tmux shows
+   * a redraw as it arrives, so a title can be new while the pane below it is not yet); on timeout, fails with what
+   * the screen showed.
+   */
   async until(
     what: string,
     check: (screen: string) => boolean,
     timeoutMs = 10_000,
   ): Promise<string> {
     const deadline = Date.now() + timeoutMs;
+    let previous: string | null = null;
     let screen = this.screen();
-    while (!check(screen)) {
+    while (!(check(screen) && screen === previous)) {
       if (Date.now() > deadline)
         throw new Error(`${what}: not on screen after ${timeoutMs} ms; the screen was:\n${screen}`);
       await sleep(100);
+      previous = screen;
       screen = this.screen();
     }
     return screen;
