@@ -49,7 +49,6 @@ export interface StatusEvent {
     | 'input-problem'
     | 'plugin-probes'
     | 'plugins-changed'
-    | 'cpu-policy'
     | 'export-failed'
     | 'export-resumed'
     | 'stopped';

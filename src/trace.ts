@@ -3,7 +3,6 @@ import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import type { HandshakeRecord } from './correlate/record.js';
 import { type StatusEvent, status } from './events.js';
 import { Pipeline, type PipelineOutput } from './pipeline.js';
-import { type CpuPolicy, CpuPolicyControl } from './priority.js';
 import { runningRuntimes } from './probes/discover.js';
 import { onPollTick } from './probes/fifo-lines.js';
 import {
@@ -29,8 +28,6 @@ export interface TraceOptions {
   bpftrace?: string;
   /** `syscalls`: probe the plugins' I/O at the system-wide syscalls even when their own code could be probed. */
   pluginProbes?: 'auto' | 'syscalls';
-  /** idle (the CLI's default): SCHED_IDLE, normal for a while after lost events (priority.ts). Unset: as started. */
-  cpuPolicy?: CpuPolicy;
 }
 
 /** The first line of a recording: what replay needs to give the same records as the live run. */
@@ -49,7 +46,6 @@ export class Tracer {
   private pipeline!: Pipeline;
   private recording: WriteStream | null = null;
   private stopDraining: (() => void) | null = null;
-  private cpu: CpuPolicyControl | null = null;
   private attached = new Set<string>();
   private criRunners = new Map<string, UprobeEventsRunner>();
   /** Which file each runtime's probes are in (uprobes belong to the file, not to a process), and whether it runs. */
@@ -78,7 +74,6 @@ export class Tracer {
 
   private handle(output: PipelineOutput, source: string): void {
     for (const record of output.records) this.emit(record);
-    if (output.lost) this.cpu?.eventsLost();
     if (output.lost)
       this.emit(
         status(
@@ -317,17 +312,6 @@ export class Tracer {
 
   /** Inspects the runtimes, then attaches everything; the `ready` status says when all is attached. */
   async start(): Promise<void> {
-    if (this.options.cpuPolicy === 'idle') {
-      // Before any child is started: they inherit it.
-      this.cpu = new CpuPolicyControl({
-        children: () =>
-          [...this.runners, ...this.criRunners.values()]
-            .map((runner) => runner.pid)
-            .filter((pid): pid is number => pid !== null),
-        say: (message, policy) => this.emit(status('cpu-policy', message, { policy })),
-      });
-      this.cpu.start();
-    }
     for (const group of await removeStaleGroups()) {
       this.emit(
         status('input-problem', `removed uprobe events left by a podwire that died (${group})`),
@@ -389,7 +373,6 @@ export class Tracer {
 
   async stop(): Promise<void> {
     this.stopDraining?.();
-    this.cpu?.stop();
     if (this.rescanTimer) clearInterval(this.rescanTimer);
     await Promise.all(
       [...this.runners, ...this.criRunners.values()].map((runner) => runner.stop()),

@@ -121,11 +121,6 @@ export function registerTrace(program: Command): void {
       10,
     )
     .option(
-      '--cpu-policy <policy>',
-      'idle: run only on CPU the node leaves idle (SCHED_IDLE), at normal priority for a minute after lost events; normal: ordinary scheduling at --nice',
-      'idle',
-    )
-    .option(
       '--record <file>',
       'also write the raw probe events to FILE, for podwire replay and bug reports',
     )
@@ -159,7 +154,6 @@ export function registerTrace(program: Command): void {
           runtimeBinary?: string[];
           cniBinDir?: string[];
           nice: number;
-          cpuPolicy: string;
           pluginProbes: string;
         } & SinkOptions,
       ) => {
@@ -168,9 +162,6 @@ export function registerTrace(program: Command): void {
             'trace',
             `--plugin-probes ${options.pluginProbes} is not a choice: use auto or syscalls`,
           );
-        }
-        if (options.cpuPolicy !== 'idle' && options.cpuPolicy !== 'normal') {
-          fail('trace', `--cpu-policy ${options.cpuPolicy} is not a choice: use idle or normal`);
         }
         requireRoot('podwire trace');
         // The sinks are opened (and their options checked, with a one-line error) before the timeline takes the
@@ -197,7 +188,6 @@ export function registerTrace(program: Command): void {
             netnsDirs: traceDefaults.netnsDirs,
             runtimeBinaries: options.runtimeBinary ?? [],
             pluginProbes: options.pluginProbes,
-            cpuPolicy: options.cpuPolicy,
             ...(options.record ? { record: options.record } : {}),
           },
           sinks,

@@ -268,8 +268,6 @@ export interface NodeReadings {
   uprobeEvents: UprobeEventsReading | null;
   kprobeEvents: boolean | null;
   objdump: CommandRun;
-  /** util-linux's chrt, which sets podwire trace's idle CPU policy. */
-  chrt: CommandRun;
   bpftraceVersion: CommandRun;
   bpftraceInfo: CommandRun | null;
   bpftraceAttach: CommandRun | null;
@@ -567,18 +565,6 @@ export function nodeChecks(r: NodeReadings): Check[] {
           detail: `${r.objdump.notFound ? 'objdump is not on PATH' : 'objdump --version failed'}: podwire finds the RETs of containerd's CRI handlers with it`,
           fix: 'install binutils (Debian: apt-get install binutils)',
         },
-    r.chrt.code === 0
-      ? {
-          name: 'chrt',
-          status: 'ok',
-          detail: `${firstLine(r.chrt.stdout)}: podwire trace runs at idle priority (SCHED_IDLE)`,
-        }
-      : {
-          name: 'chrt',
-          status: 'warn',
-          detail: `${r.chrt.notFound ? 'chrt is not on PATH' : 'chrt --version failed'}: podwire trace cannot run at idle priority (it says so and runs at its --nice)`,
-          fix: 'install util-linux (Debian: apt-get install util-linux)',
-        },
     bpftraceCheck(r),
     attachCheck(r.bpftraceAttach, r.root, r.attachTimeoutMs),
     tracepointsCheck(r),
@@ -744,9 +730,8 @@ export async function readNode(options: ReadNodeOptions = {}): Promise<NodeReadi
   } catch {
     // No BTF.
   }
-  const [objdump, chrt, bpftraceVersion, bpftraceInfo, bpftraceAttach] = await Promise.all([
+  const [objdump, bpftraceVersion, bpftraceInfo, bpftraceAttach] = await Promise.all([
     runCommand('objdump', ['--version'], 10_000),
-    runCommand('chrt', ['--version'], 10_000),
     runCommand(bpftrace, ['--version'], 10_000),
     root ? runCommand(bpftrace, ['--info'], 20_000) : Promise.resolve(null),
     root
@@ -761,7 +746,6 @@ export async function readNode(options: ReadNodeOptions = {}): Promise<NodeReadi
     uprobeEvents: root && mounted ? tryUprobeEvents() : null,
     kprobeEvents: root && mounted ? existsSync(join(tracefs, 'kprobe_events')) : null,
     objdump,
-    chrt,
     bpftraceVersion,
     bpftraceInfo,
     bpftraceAttach,

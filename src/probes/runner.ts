@@ -1,7 +1,7 @@
 // Runs one bpftrace program as a child process: its JSON lines as a stream, restarts with backoff when it dies.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus as onlineCpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { FifoLines } from './fifo-lines.js';
@@ -21,16 +21,6 @@ export const memlockNoise = /RLIMIT_MEMLOCK|ulimit -l/;
 /** bpftrace's noise on this kind of machine: the memlock line, attach counts, compiler warnings and their carets. */
 const noise =
   /Attaching \d+ probe|WARNING: .*Addrspace|WARNING: Could not determine instruction boundary|arithmetic on integers of different signs|^\s*[~^]+\s*$|^\s+\S.*$/;
-
-/**
- * Perf buffer pages per CPU for bpftrace's events: room for a burst while podwire waits (it reads on a timer and
- * may run at idle priority), about 16 MiB over all CPUs, between bpftrace's default (64: 256 KiB per CPU) and 512
- * (2 MiB per CPU), a power of two as the kernel wants.
- */
-export function perfPagesPerCpu(cpus = onlineCpus().length): number {
-  const pages = Math.max(64, Math.min(512, Math.floor(4096 / Math.max(1, cpus))));
-  return 2 ** Math.floor(Math.log2(pages));
-}
 
 export class ProbeRunner {
   private child: ChildProcess | null = null;
@@ -84,12 +74,7 @@ export class ProbeRunner {
   start(): void {
     this.stderrTail = [];
     // BPFTRACE_STRLEN on 0.17, BPFTRACE_MAX_STRLEN on 0.23+: the probes read strings in 199-byte chunks.
-    const env = {
-      ...process.env,
-      BPFTRACE_STRLEN: '200',
-      BPFTRACE_MAX_STRLEN: '200',
-      BPFTRACE_PERF_RB_PAGES: String(perfPagesPerCpu()),
-    };
+    const env = { ...process.env, BPFTRACE_STRLEN: '200', BPFTRACE_MAX_STRLEN: '200' };
     let probes = 0;
     // stdout through a FIFO read on a timer: one wake-up for many events (see fifo-lines.ts).
     const stdout = new FifoLines((raw) => {

@@ -245,11 +245,6 @@ export class UprobeEventsRunner {
     return tgid;
   }
 
-  /** The trace_pipe reader's pid while it runs. */
-  get pid(): number | null {
-    return this.reader?.pid ?? null;
-  }
-
   /** Creates and enables the events; returns why not, when they could not be. Hits wait in the buffer until read(). */
   attach(): string | null {
     const instance = join(tracefs, 'instances', this.group);

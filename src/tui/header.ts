@@ -46,7 +46,6 @@ const noticeStates = new Set<StatusEvent['state']>([
   'runtime-unsupported',
   'input-problem',
   'plugins-changed',
-  'cpu-policy',
   'export-failed',
   'export-resumed',
   'stopped',

@@ -117,7 +117,6 @@ function thisMachine(): NodeReadings {
     uprobeEvents: { state: 'writable' },
     kprobeEvents: false,
     objdump: ran('GNU objdump (GNU Binutils for Debian) 2.40\n'),
-    chrt: ran('chrt from util-linux 2.38.1\n'),
     bpftraceVersion: ran('bpftrace v0.17.0\n'),
     bpftraceInfo: ran('', INFO_0_17),
     bpftraceAttach: ran(ATTACH_STDOUT, ATTACH_STDERR),
@@ -331,20 +330,6 @@ describe('deciding from the readings', () => {
       detail: 'bpftrace --info: kfunc: no; podwire does not need it',
     });
     expect(byName(checks, 'bpftrace').detail).toBe('bpftrace v0.17.0 (/usr/bin/x)');
-  });
-
-  it('without chrt: tracing still works, at --nice instead of idle priority, and says how to get it', () => {
-    expect(byName(nodeChecks(thisMachine()), 'chrt')).toMatchObject({
-      status: 'ok',
-      detail: 'chrt from util-linux 2.38.1: podwire trace runs at idle priority (SCHED_IDLE)',
-    });
-    const checks = nodeChecks({ ...thisMachine(), chrt: notFound });
-    expect(byName(checks, 'chrt')).toMatchObject({
-      status: 'warn',
-      detail: expect.stringMatching(/^chrt is not on PATH: .*cannot run at idle priority/),
-      fix: 'install util-linux (Debian: apt-get install util-linux)',
-    });
-    expect(tracingCanWork(checks)).toBe(true);
   });
 
   it('a fresh machine: tracefs is missing with the mount command, and tracing cannot work', () => {
