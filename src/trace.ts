@@ -4,7 +4,6 @@ import type { HandshakeRecord } from './correlate/record.js';
 import { type StatusEvent, status } from './events.js';
 import { Pipeline, type PipelineOutput } from './pipeline.js';
 import { runningRuntimes } from './probes/discover.js';
-import { onPollTick } from './probes/fifo-lines.js';
 import {
   fileIdentity,
   type PluginSurvey,
@@ -45,7 +44,8 @@ export class Tracer {
   private runners: ProbeRunner[] = [];
   private pipeline!: Pipeline;
   private recording: WriteStream | null = null;
-  private stopDraining: (() => void) | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private lastLineAt = 0;
   private attached = new Set<string>();
   private criRunners = new Map<string, UprobeEventsRunner>();
   /** Which file each runtime's probes are in (uprobes belong to the file, not to a process), and whether it runs. */
@@ -86,6 +86,7 @@ export class Tracer {
   }
 
   private line(source: string, raw: string): void {
+    this.lastLineAt = Date.now();
     this.recording?.write(`${JSON.stringify({ src: source, raw })}\n`);
     this.handle(this.pipeline.push(source, raw), source);
   }
@@ -361,18 +362,17 @@ export class Tracer {
       this.recheckPlugins();
       if (this.options.runtimeBinaries.length === 0) void this.rescan();
     }, 10_000);
-    // Events held for reordering are released once input has been idle for a moment: a wake-up of the probes'
-    // reading timer that found no lines (at least busyPollMs after the last).
-    this.stopDraining = onPollTick((linesSeen) => {
-      if (linesSeen || !this.pipeline.holding) return;
+    // Events held for reordering are released once input has been idle for a moment.
+    this.idleTimer = setInterval(() => {
+      if (Date.now() - this.lastLineAt <= 100 || !this.pipeline.holding) return;
       // Recorded where it happened, so that a replay releases the same events at the same point.
       this.recording?.write(`${JSON.stringify({ drain: true })}\n`);
       this.handle(this.pipeline.drain(), 'pipeline');
-    });
+    }, 100);
   }
 
   async stop(): Promise<void> {
-    this.stopDraining?.();
+    if (this.idleTimer) clearInterval(this.idleTimer);
     if (this.rescanTimer) clearInterval(this.rescanTimer);
     await Promise.all(
       [...this.runners, ...this.criRunners.values()].map((runner) => runner.stop()),

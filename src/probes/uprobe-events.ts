@@ -13,7 +13,7 @@ import {
 } from 'node:fs';
 import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FifoLines } from './fifo-lines.js';
+import { createInterface } from 'node:readline';
 import {
   type CriMethod,
   criCallLayout,
@@ -265,27 +265,18 @@ export class UprobeEventsRunner {
     }
   }
 
-  /**
-   * Reads the instance's trace_pipe through `cat`, a child podwire ends by its pid, into a FIFO read on the shared
-   * timer (fifo-lines.ts): one wake-up of the daemon for many CRI calls.
-   */
+  /** Reads the instance's trace_pipe through `cat`, a child podwire ends by its pid. */
   read(): void {
-    const stdout = new FifoLines((raw) => {
+    const reader = spawn('cat', [join(tracefs, 'instances', this.group, 'trace_pipe')], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    this.reader = reader;
+    createInterface({ input: reader.stdout as NodeJS.ReadableStream }).on('line', (raw) => {
       const lines = traceLineToProbeLines(raw, this.byEvent, (tid) => this.tgid(tid));
       if (typeof lines === 'string') return;
       for (const data of lines)
         this.events.line(JSON.stringify({ type: 'printf', data: `${data}\n` }));
     });
-    let reader: ChildProcess;
-    try {
-      reader = spawn('cat', [join(tracefs, 'instances', this.group, 'trace_pipe')], {
-        stdio: ['ignore', stdout.childEnd, 'ignore'],
-      });
-    } finally {
-      stdout.childStarted();
-    }
-    reader.once('exit', () => stdout.close());
-    this.reader = reader;
     this.events.attached(this.definitions.length);
   }
 
