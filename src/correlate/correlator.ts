@@ -439,7 +439,8 @@ export class Correlator {
     plugin.status = status;
     // The wait status has the exit code (bits 8-15) unless a signal ended it (low 7 bits); older recordings said
     // the code in a cni_exit line before.
-    if (plugin.exitCode === null && pluginSignal(plugin) === 0) plugin.exitCode = (status >> 8) & 0xff;
+    if (plugin.exitCode === null && pluginSignal(plugin) === 0)
+      plugin.exitCode = (status >> 8) & 0xff;
     for (const key of [...this.pendingRequests.keys()])
       if (key.startsWith(`${pid}:`)) this.pendingRequests.delete(key);
     if (plugin.parent) return; // Delegated IPAM travels with the plugin that ran it.
