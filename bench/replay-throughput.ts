@@ -28,6 +28,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { HandshakeRecord } from '../src/correlate/record.js';
 import { Pipeline } from '../src/pipeline.js';
+import { replayLine } from '../src/replay.js';
 import { rfc3339Nanos } from '../src/time.js';
 import type { RecordingHeader } from '../src/trace.js';
 import { median } from './median.js';
@@ -519,10 +520,7 @@ function expectedRecords(plan: Plan): Map<string, string> {
   });
   const records: HandshakeRecord[] = [];
   for (const line of readFileSync(fixture, 'utf8').trim().split('\n').slice(1)) {
-    const wrapper = JSON.parse(line) as { src?: string; raw?: string; probe?: string };
-    if (wrapper.src && wrapper.probe) pipeline.probeState(wrapper.src, wrapper.probe === 'up');
-    else if (wrapper.src && wrapper.raw !== undefined)
-      records.push(...pipeline.push(wrapper.src, wrapper.raw).records);
+    records.push(...(replayLine(pipeline, JSON.parse(line))?.records ?? []));
   }
   records.push(...pipeline.finish().records);
   return new Map(
@@ -669,7 +667,7 @@ async function measure(file: string): Promise<RunResult> {
     result.lines++;
     const wrapper = JSON.parse(text) as { src: string; raw?: string; probe?: string };
     if (wrapper.raw === undefined) {
-      pipeline.probeState(wrapper.src, wrapper.probe === 'up');
+      replayLine(pipeline, wrapper as unknown as Record<string, unknown>);
       continue;
     }
     const started = performance.now();

@@ -23,6 +23,11 @@ export interface PipelineOutput {
 
 /** Events from different CPUs can arrive out of order by a little: hold each this long (event time) and sort. */
 const reorderWindowNs = 250_000_000n;
+/** At most this many events wait: past it the oldest go on, and what is in flight is reported as maybe missing some. */
+const defaultMaxHeldEvents = 100_000;
+
+/** The tag of the line a probe program prints when podwire asks how far it has been read (probes/tick.bt). */
+export const tickTag = 'tick';
 
 export class Pipeline {
   private assemblers = new Map<string, Assembler>();
@@ -30,6 +35,13 @@ export class Pipeline {
   private held: ProbeEvent[] = [];
   private head = 0;
   private newestNs = 0n;
+  /**
+   * The sources that answer ticks, each with the newest time read from it (events and ticks). An event waits
+   * until every one of them has been read a window past it: a program that falls behind (bpftrace starved of CPU
+   * on a busy node) holds back the others' events instead of having its own judged too late. Sources that never
+   * ticked (older recordings) are bounded by the newest event of any source, as before.
+   */
+  private marks = new Map<string, bigint>();
   private down = new Set<string>();
   /** One assembler result reused for every line: the hot path makes no lists of its own. */
   private readonly assembled: AssembleResult = { events: [], problems: [] };
@@ -42,7 +54,10 @@ export class Pipeline {
     assemblyProblems: 0,
   };
 
-  constructor(options: CorrelatorOptions) {
+  constructor(
+    options: CorrelatorOptions,
+    private readonly maxHeldEvents = defaultMaxHeldEvents,
+  ) {
     this.correlator = new Correlator(options);
   }
 
@@ -53,6 +68,10 @@ export class Pipeline {
     const parsed = parseBpftraceLine(raw);
     switch (parsed.type) {
       case 'probe': {
+        if (parsed.line.tag === tickTag) {
+          this.tick(source, parsed.line.ns, out);
+          break;
+        }
         let assembler = this.assemblers.get(source);
         if (!assembler) {
           assembler = new Assembler();
@@ -66,7 +85,7 @@ export class Pipeline {
           this.counters.assemblyProblems += assembled.problems.length;
           out.problems.push(...assembled.problems);
         }
-        if (assembled.events.length > 0) this.hold(assembled.events, out);
+        if (assembled.events.length > 0) this.hold(source, assembled.events, out);
         break;
       }
       case 'attached':
@@ -90,7 +109,25 @@ export class Pipeline {
     return out;
   }
 
-  private hold(events: ProbeEvent[], out: PipelineOutput): void {
+  /** A source has been read up to `ns`: from now on its events are waited for. */
+  private tick(source: string, ns: bigint, out: PipelineOutput): void {
+    if (this.down.has(source)) return;
+    const mark = this.marks.get(source);
+    if (mark === undefined || ns > mark) this.marks.set(source, ns);
+    if (ns > this.newestNs) this.newestNs = ns;
+    this.releaseReady(out);
+  }
+
+  /** Up to where every source has been read, less the reorder window: what is at or before it can go on. */
+  private cutoff(): bigint {
+    let upTo = this.newestNs;
+    for (const mark of this.marks.values()) if (mark < upTo) upTo = mark;
+    return upTo - reorderWindowNs;
+  }
+
+  private hold(source: string, events: ProbeEvent[], out: PipelineOutput): void {
+    const mark = this.marks.get(source);
+    let newest = mark ?? 0n;
     for (const event of events) {
       // Nearly in order already: walk back from the end to its place, after any event with the same timestamp,
       // so that the result is what a stable sort would give.
@@ -98,11 +135,38 @@ export class Pipeline {
       while (at > this.head && (this.held[at - 1] as ProbeEvent).ns > event.ns) at--;
       if (at === this.held.length) this.held.push(event);
       else this.held.splice(at, 0, event);
-      if (event.ns > this.newestNs) this.newestNs = event.ns;
+      if (event.ns > newest) newest = event.ns;
     }
+    if (newest > this.newestNs) this.newestNs = newest;
+    if (mark !== undefined && newest > mark) this.marks.set(source, newest);
+    this.releaseReady(out);
+    if (this.held.length - this.head > this.maxHeldEvents) this.overflow(out);
+  }
+
+  /** A source stopped answering without being reported down: go on rather than hold without end. */
+  private overflow(out: PipelineOutput): void {
+    let behind = '';
+    let upTo = this.newestNs;
+    for (const [source, mark] of this.marks)
+      if (mark < upTo) {
+        upTo = mark;
+        behind = source;
+      }
+    // Half of them go, so that this happens once per stall rather than once per event.
+    const upToNs = (this.held[this.held.length - Math.ceil(this.maxHeldEvents / 2)] as ProbeEvent)
+      .ns;
+    this.release(upToNs, out);
+    this.correlator.eventsLost(upToNs + reorderWindowNs);
+    out.problems.push(
+      `${this.maxHeldEvents} events waited for ${behind || 'a probe program'} to be read further; the oldest went on without it and handshakes in flight are reported incomplete (is its bpftrace stuck? podwire doctor)`,
+    );
+  }
+
+  private releaseReady(out: PipelineOutput): void {
     const oldest = this.held[this.head];
-    if (oldest && oldest.ns <= this.newestNs - reorderWindowNs)
-      this.release(this.newestNs - reorderWindowNs, out);
+    if (!oldest) return;
+    const cutoff = this.cutoff();
+    if (oldest.ns <= cutoff) this.release(cutoff, out);
   }
 
   private release(cutoff: bigint | null, out: PipelineOutput): void {
@@ -121,17 +185,21 @@ export class Pipeline {
   }
 
   /**
-   * A probe program stopped (died, restarting) or came back. While any is down the correlator is blind to part
-   * of the node: what is in flight, and what starts meanwhile, cannot be reported complete.
+   * A probe program stopped (died, restarting), came back, or is gone for good (a runtime removed from the node).
+   * While any is down the correlator is blind to part of the node: what is in flight, and what starts meanwhile,
+   * cannot be reported complete. A program that `ticks` (answers tick requests) is waited for from the moment it is
+   * up: nothing of it has been read yet.
    */
-  probeState(source: string, up: boolean): PipelineOutput {
+  probeState(source: string, state: 'up' | 'down' | 'gone', ticks = false): PipelineOutput {
     // What arrived before the change is judged as it stood: released first, so replays agree with the live run.
     const out: PipelineOutput = { records: [], problems: [] };
     this.release(null, out);
-    if (up) this.down.delete(source);
-    else this.down.add(source);
+    this.marks.delete(source);
+    this.down.delete(source);
+    if (state === 'down') this.down.add(source);
+    if (state === 'up' && ticks) this.marks.set(source, 0n);
     this.correlator.blind = this.down.size > 0;
-    if (!up) this.correlator.eventsLost();
+    if (state !== 'up') this.correlator.eventsLost();
     return out;
   }
 
@@ -145,20 +213,40 @@ export class Pipeline {
     this.correlator.criProbes = on;
   }
 
-  /** Releases what the reorder window holds (the live daemon calls it when input has been idle). */
+  /**
+   * Releases what the reorder window holds (the live daemon calls it when input has been idle), except what a
+   * source that answers ticks has not been read past yet: an idle stream says nothing of a program behind.
+   */
   drain(): PipelineOutput {
     const out: PipelineOutput = { records: [], problems: [] };
-    this.release(null, out);
+    if (this.marks.size === 0) this.release(null, out);
+    else this.releaseReady(out);
     return out;
   }
 
-  /** End of input: everything held and every open handshake. */
+  /** Up to where every source that answers ticks has been read (null when none does). */
+  get readUpToNs(): bigint | null {
+    let upTo: bigint | null = null;
+    for (const mark of this.marks.values()) if (upTo === null || mark < upTo) upTo = mark;
+    return upTo;
+  }
+
+  /**
+   * End of input: everything held and every open handshake. What no tick confirmed (a program that went silent
+   * without being reported down, or the last moments before a stop) may lack another program's events: the
+   * handshakes it touches are reported incomplete rather than ok.
+   */
   finish(): PipelineOutput {
     const out: PipelineOutput = { records: [], problems: [] };
     for (const assembler of this.assemblers.values()) {
       const { events, problems } = assembler.flush();
       out.problems.push(...problems);
       this.held.push(...events);
+    }
+    const readUpTo = this.readUpToNs;
+    if (readUpTo !== null) {
+      this.release(readUpTo, out);
+      if (this.holding) this.correlator.eventsLost(this.newestNs + reorderWindowNs);
     }
     this.release(null, out);
     out.records.push(...this.correlator.flush());

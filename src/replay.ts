@@ -18,8 +18,8 @@ export function replayLine(
     return noOutput;
   }
   if (typeof parsed.src !== 'string') return null;
-  if (parsed.probe === 'up' || parsed.probe === 'down')
-    return pipeline.probeState(parsed.src, parsed.probe === 'up');
+  if (parsed.probe === 'up' || parsed.probe === 'down' || parsed.probe === 'gone')
+    return pipeline.probeState(parsed.src, parsed.probe, parsed.ticks === true);
   if (typeof parsed.raw !== 'string') return null;
   return pipeline.push(parsed.src, parsed.raw);
 }

@@ -1,5 +1,6 @@
 // `podwire trace`: runs the probes on this node and sends every handshake and teardown to the sinks.
 import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
+import { getPriority } from 'node:os';
 import type { HandshakeRecord } from './correlate/record.js';
 import { type StatusEvent, status } from './events.js';
 import { Pipeline, type PipelineOutput } from './pipeline.js';
@@ -91,15 +92,18 @@ export class Tracer {
     this.handle(this.pipeline.push(source, raw), source);
   }
 
-  /** A probe program went down or came back: recorded too, so that a replay is as blind as the live run was. */
-  private probeState(name: string, up: boolean): void {
-    this.recording?.write(`${JSON.stringify({ src: name, probe: up ? 'up' : 'down' })}\n`);
-    this.handle(this.pipeline.probeState(name, up), name);
+  /** A probe program went down, came back or is gone: recorded too, so that a replay is as blind as the live run was. */
+  private probeState(name: string, state: 'up' | 'down' | 'gone', ticks = false): void {
+    this.recording?.write(
+      `${JSON.stringify({ src: name, probe: state, ...(ticks ? { ticks } : {}) })}\n`,
+    );
+    this.handle(this.pipeline.probeState(name, state, ticks), name);
   }
 
-  private attachedOne(name: string, probes: number, restarts: number): void {
+  /** `ticks`: the program answers tick requests (see requestTicks), so its events are waited for. */
+  private attachedOne(name: string, probes: number, restarts: number, ticks: boolean): void {
     this.attached.add(name);
-    this.probeState(name, true);
+    this.probeState(name, 'up', ticks);
     if (this.readyAnnounced) {
       this.emit(
         status('probe-restarted', `${name}: ${probes} probes attached again`, {
@@ -118,24 +122,25 @@ export class Tracer {
     }
   }
 
+  private probeDied(name: string, message: string, restarts: number): void {
+    this.attached.delete(name);
+    this.probeState(name, 'down');
+    this.emit(status('probe-failed', `${name}: ${message}`, { source: name, restarts }));
+  }
+
   private startRunner(name: string, program: string): void {
     const runner: ProbeRunner = new ProbeRunner(
       name,
       program,
       {
         line: (raw) => this.line(name, raw),
-        attached: (probes) => this.attachedOne(name, probes, runner.restartCount),
-        died: (message, restartInMs) => {
-          this.attached.delete(name);
-          this.probeState(name, false);
-          this.emit(
-            status(
-              'probe-failed',
-              `${name}: ${message}${restartInMs ? `; restarting in ${restartInMs / 1000} s` : ''}`,
-              { source: name, restarts: runner.restartCount },
-            ),
-          );
-        },
+        attached: (probes) => this.attachedOne(name, probes, runner.restartCount, true),
+        died: (message, restartInMs) =>
+          this.probeDied(
+            name,
+            `${message}${restartInMs ? `; restarting in ${restartInMs / 1000} s` : ''}`,
+            runner.restartCount,
+          ),
       },
       this.options.bpftrace,
     );
@@ -197,7 +202,7 @@ export class Tracer {
       }),
     );
     this.attached.delete('kernel');
-    this.probeState('kernel', false);
+    this.probeState('kernel', 'down');
     kernel.reload(this.surveyPlugins());
   }
 
@@ -231,7 +236,8 @@ export class Tracer {
       inspection,
       {
         line: (raw) => this.line(name, raw),
-        attached: (probes) => this.attachedOne(name, probes, 0),
+        attached: (probes, ticks) => this.attachedOne(name, probes, 0, ticks),
+        died: (message) => this.probeDied(name, message, 0),
       },
       this.nextRuntimeIndex++,
     );
@@ -291,6 +297,7 @@ export class Tracer {
         this.criFiles.delete(binary);
         await runner.stop();
         this.attached.delete(runner.name);
+        this.probeState(runner.name, 'gone');
         this.emit(
           status(
             'runtime-gone',
@@ -352,7 +359,7 @@ export class Tracer {
     }
     // Until a program says it is attached, the pipeline knows it is blind to that part of the node.
     for (const name of ['kernel', ...[...this.criRunners.values()].map((runner) => runner.name)]) {
-      this.probeState(name, false);
+      this.probeState(name, 'down');
     }
     this.startRunner('kernel', this.surveyPlugins());
     for (const runner of this.criRunners.values()) runner.read();
@@ -362,18 +369,39 @@ export class Tracer {
       this.recheckPlugins();
       if (this.options.runtimeBinaries.length === 0) void this.rescan();
     }, 10_000);
-    // Events held for reordering are released once input has been idle for a moment.
     this.idleTimer = setInterval(() => {
-      if (Date.now() - this.lastLineAt <= 100 || !this.pipeline.holding) return;
+      if (!this.pipeline.holding) return;
+      // Held events go on once every probe program has been read past them: each is asked how far it is.
+      this.requestTicks();
+      // Sources that never answer a tick (a kernel without trace_marker) are released once input is idle.
+      if (Date.now() - this.lastLineAt <= 100) return;
       // Recorded where it happened, so that a replay releases the same events at the same point.
       this.recording?.write(`${JSON.stringify({ drain: true })}\n`);
       this.handle(this.pipeline.drain(), 'pipeline');
     }, 100);
   }
 
+  /** A tick line from every probe program once it has read what came before now (probes/tick.bt). */
+  private requestTicks(): void {
+    try {
+      getPriority(process.pid);
+    } catch {
+      // Cannot fail for our own pid; were it to, the kernel program's events are bounded as before.
+    }
+    for (const runner of this.criRunners.values()) runner.tick();
+  }
+
   async stop(): Promise<void> {
     if (this.idleTimer) clearInterval(this.idleTimer);
     if (this.rescanTimer) clearInterval(this.rescanTimer);
+    // One last round of ticks, so that what came before the stop is confirmed and judged whole (at most 1 s).
+    const asked = process.hrtime.bigint();
+    this.requestTicks();
+    for (let waited = 0; waited < 1000; waited += 20) {
+      const readUpTo = this.pipeline.readUpToNs;
+      if (readUpTo === null || readUpTo >= asked) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     await Promise.all(
       [...this.runners, ...this.criRunners.values()].map((runner) => runner.stop()),
     );

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { PluginHook, PluginSurvey } from './plugins.js';
 
 /** The kernel-side families, in the order they share maps: cni.bt defines @cni, the others read it. */
-export const kernelFragments = ['cni', 'netns', 'rtnetlink', 'sandbox'] as const;
+export const kernelFragments = ['cni', 'netns', 'rtnetlink', 'sandbox', 'tick'] as const;
 /** What the plugins send, read and print: in their own code (uprobes), or at the system-wide syscalls. */
 export const pluginIoFragments = { uprobes: 'plugin-io', syscalls: 'plugin-io-syscalls' } as const;
 
@@ -51,6 +51,8 @@ export interface KernelProgramOptions {
   netnsDirs: string[];
   /** Where to probe the plugins' I/O; absent: at the syscalls. */
   plugins?: Pick<PluginSurvey, 'mode' | 'plugins'>;
+  /** The pid whose getpriority calls ask for a tick (tick.bt); this process by default. */
+  daemonPid?: number;
 }
 
 const placeholders: Record<PluginHook, string> = {
@@ -102,7 +104,8 @@ export function kernelProgram(options: KernelProgramOptions): string {
   return `${program}\n${readyProbe}\n${endProbe}\n`
     .replaceAll('{{CNI_BIN_FILTER}}', prefixFilter('args->filename', binDirs))
     .replaceAll('{{NETNS_DIR_FILTER_MOUNT}}', prefixFilter('args->dir_name', netnsDirs))
-    .replaceAll('{{NETNS_DIR_FILTER_UMOUNT}}', prefixFilter('args->name', netnsDirs));
+    .replaceAll('{{NETNS_DIR_FILTER_UMOUNT}}', prefixFilter('args->name', netnsDirs))
+    .replaceAll('{{DAEMON_PID}}', String(Math.trunc(options.daemonPid ?? process.pid)));
 }
 
 /** Where runtimes pin pod namespaces: containerd and CRI-O use /var/run/netns (seen also as /run/netns). */

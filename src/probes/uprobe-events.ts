@@ -5,11 +5,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import {
   appendFileSync,
+  closeSync,
   existsSync,
   mkdirSync,
+  openSync,
   readFileSync,
   rmdirSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -120,6 +123,15 @@ function cut(args: Record<string, string>, name: string): string {
   return value.slice(0, end);
 }
 
+/** What podwire writes to its instance's trace_marker to learn how far trace_pipe has been read (see tick.bt). */
+const tickMarker = 'podwire_tick';
+const tickMarkerLine =
+  /^\s*.*?-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+\S+\s+(\d+)\.(\d+):\s+tracing_mark_write: podwire_tick$/;
+
+/** A trace line's "seconds.fraction" timestamp in ns. */
+const traceNs = (seconds = '0', fraction = '0') =>
+  BigInt(seconds) * 1_000_000_000n + BigInt(fraction.padEnd(9, '0').slice(0, 9));
+
 /**
  * One line of trace_pipe (trace_clock mono, so timestamps match bpftrace's nsecs) as podwire probe lines.
  * `tgidOf` turns the thread id into its process id (tracefs does not always know it).
@@ -129,6 +141,11 @@ export function traceLineToProbeLines(
   definitions: Map<string, EventDefinition>,
   tgidOf: (tid: number) => number,
 ): string[] | string {
+  const tick = tickMarkerLine.exec(raw);
+  if (tick) {
+    const [, tid, seconds, fraction] = tick;
+    return [`tick\t${traceNs(seconds, fraction)}\t${tgidOf(Number(tid))}\t${tid}`];
+  }
   const match =
     /^\s*.*?-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+\S+\s+(\d+)\.(\d+):\s+(\w+):\s+\(0x[0-9a-f]+\)(.*)$/.exec(
       raw,
@@ -139,8 +156,7 @@ export function traceLineToProbeLines(
   if (!definition) return `unknown uprobe event ${event}`;
   const tid = Number(tidText);
   const pid = tgidOf(tid);
-  const ns =
-    BigInt(seconds ?? 0) * 1_000_000_000n + BigInt((fraction ?? '0').padEnd(9, '0').slice(0, 9));
+  const ns = traceNs(seconds, fraction);
   const args = traceArgs(rest ?? '');
   const g = stripHex(args.g);
   const head = `${ns}\t${pid}\t${tid}`;
@@ -209,8 +225,14 @@ async function removeGroup(group: string, events: string): Promise<void> {
 
 export interface UprobeRunnerEvents {
   line(raw: string): void;
-  attached(probes: number): void;
+  /** `ticks`: whether tick() is answered (the instance's trace_marker could be opened). */
+  attached(probes: number, ticks: boolean): void;
+  /** The trace_pipe reader ended by itself: it is started again after `restartInMs`. */
+  died(message: string, restartInMs: number): void;
 }
+
+/** How long after its reader ended trace_pipe is read again. */
+const rereadMs = 1000;
 
 /**
  * Creates the events in a group of its own (podwire_<pid>), enables them in a trace instance of its own, and
@@ -218,6 +240,10 @@ export interface UprobeRunnerEvents {
  */
 export class UprobeEventsRunner {
   private reader: ChildProcess | null = null;
+  private stopped = false;
+  private rereadTimer: NodeJS.Timeout | null = null;
+  /** The instance's trace_marker, open while reading. */
+  private marker: number | null = null;
   private readonly group: string;
   private readonly definitions: EventDefinition[];
   private readonly byEvent: Map<string, EventDefinition>;
@@ -271,13 +297,52 @@ export class UprobeEventsRunner {
       stdio: ['ignore', 'pipe', 'ignore'],
     });
     this.reader = reader;
+    reader.once('exit', (code, signal) => {
+      if (this.reader !== reader) return;
+      this.reader = null;
+      this.closeMarker();
+      this.events.died(
+        `the trace_pipe reader (cat, pid ${reader.pid}) ended by itself (${signal ?? `exit code ${code}`}); reading again in ${rereadMs / 1000} s`,
+        rereadMs,
+      );
+      this.rereadTimer = setTimeout(() => {
+        this.rereadTimer = null;
+        if (!this.stopped) this.read();
+      }, rereadMs);
+    });
+    try {
+      this.marker = openSync(join(tracefs, 'instances', this.group, 'trace_marker'), 'w');
+    } catch {
+      // No marker (an old kernel): the pipeline then bounds these events by the newest of any source.
+      this.marker = null;
+    }
     createInterface({ input: reader.stdout as NodeJS.ReadableStream }).on('line', (raw) => {
       const lines = traceLineToProbeLines(raw, this.byEvent, (tid) => this.tgid(tid));
       if (typeof lines === 'string') return;
       for (const data of lines)
         this.events.line(JSON.stringify({ type: 'printf', data: `${data}\n` }));
     });
-    this.events.attached(this.definitions.length);
+    this.events.attached(this.definitions.length, this.marker !== null);
+  }
+
+  /** The pid of the trace_pipe reader, while there is one. */
+  get readerPid(): number | undefined {
+    return this.reader?.pid;
+  }
+
+  private closeMarker(): void {
+    if (this.marker !== null) closeSync(this.marker);
+    this.marker = null;
+  }
+
+  /** Asks for a tick line: it comes once trace_pipe has been read past this moment. */
+  tick(): void {
+    if (this.marker === null) return;
+    try {
+      writeSync(this.marker, tickMarker);
+    } catch {
+      // The instance is going away (stop): nothing is waited for from it any more.
+    }
   }
 
   private async cleanup(): Promise<void> {
@@ -289,8 +354,11 @@ export class UprobeEventsRunner {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.rereadTimer) clearTimeout(this.rereadTimer);
     const reader = this.reader;
     this.reader = null;
+    this.closeMarker();
     if (reader?.pid !== undefined && reader.exitCode === null) {
       const exited = new Promise((resolve) => reader.once('exit', resolve));
       reader.kill('SIGTERM');

@@ -7,7 +7,8 @@ import type { RecordingHeader } from '../../src/trace.js';
 export interface RecordingLine {
   src?: string;
   raw?: string;
-  probe?: 'up' | 'down';
+  probe?: 'up' | 'down' | 'gone';
+  ticks?: boolean;
   drain?: boolean;
 }
 

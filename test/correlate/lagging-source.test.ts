@@ -1,0 +1,158 @@
+// A bpftrace that falls behind the CRI reader (starved of CPU on a busy node): its lines reach the daemon late,
+// after the RunPodSandbox return that ends the handshake. The real recording is replayed with the kernel
+// program's lines delivered later than they were, each source's lines kept in their own order.
+import { describe, expect, it } from 'vitest';
+import type { HandshakeRecord } from '../../src/correlate/record.js';
+import { Pipeline } from '../../src/pipeline.js';
+import { replayLine } from '../../src/replay.js';
+import {
+  bridgeHandshakeSteps,
+  printfData,
+  type RecordingLine,
+  readRecording,
+  replay,
+} from './recordings.js';
+
+const recording = readRecording('ten-pods-ticks.ndjson');
+
+/** A probe line's timestamp (its second field), or null for lines without one. */
+function lineNs(line: RecordingLine): bigint | null {
+  const ns = printfData(line)?.split('\t')[1];
+  return ns && /^\d+$/.test(ns) ? BigInt(ns) : null;
+}
+
+/**
+ * The lines as the daemon would read them if `source`'s program were `lagNs` behind the others: each line
+ * arrives at its event time, plus the lag for that source; lines without a time arrive with the line before them
+ * in their source. Each source's own order is kept, as a pipe keeps it.
+ */
+function delayed(lines: RecordingLine[], source: string, lagNs: bigint): RecordingLine[] {
+  const queues = { late: [] as [bigint, RecordingLine][], others: [] as [bigint, RecordingLine][] };
+  const last = { late: 0n, others: 0n };
+  for (const line of lines) {
+    const queue = line.src === source ? 'late' : 'others';
+    const ns = lineNs(line);
+    if (ns !== null && ns + (queue === 'late' ? lagNs : 0n) > last[queue])
+      last[queue] = ns + (queue === 'late' ? lagNs : 0n);
+    queues[queue].push([last[queue], line]);
+  }
+  const out: RecordingLine[] = [];
+  let [a, b] = [0, 0];
+  while (a < queues.late.length || b < queues.others.length) {
+    const late = queues.late[a];
+    const other = queues.others[b];
+    if (late && (!other || late[0] < other[0])) {
+      out.push(late[1]);
+      a++;
+    } else if (other) {
+      out.push(other[1]);
+      b++;
+    }
+  }
+  return out;
+}
+
+const okMissingSteps = (records: HandshakeRecord[]) =>
+  records.filter(
+    (r) =>
+      r.kind === 'handshake' &&
+      r.outcome === 'ok' &&
+      !bridgeHandshakeSteps.every((step) => r.phases.some((p) => p.name === step)),
+  );
+
+/** What a user compares between two runs: per pod, its outcome and the phases it names. */
+const summary = (records: HandshakeRecord[]) =>
+  records
+    .map((r) => `${r.kind} ${r.pod.name} ${r.outcome} ${r.phases.map((p) => p.name).join(',')}`)
+    .sort();
+
+describe('a bpftrace that falls behind the CRI reader (real recording with ticks, kernel lines delivered late)', () => {
+  const asRecorded = replay(recording.header, recording.lines);
+  const lag = 2_000_000_000n;
+
+  it('the recording itself: ten ok handshakes with every step, ten teardowns', () => {
+    const handshakes = asRecorded.filter((r) => r.kind === 'handshake');
+    expect(handshakes).toHaveLength(10);
+    for (const record of handshakes) {
+      expect(record.outcome).toBe('ok');
+      expect(record.phases.map((p) => p.name)).toEqual(
+        expect.arrayContaining(['cri RunPodSandbox', ...bridgeHandshakeSteps]),
+      );
+    }
+    expect(asRecorded.filter((r) => r.kind === 'teardown')).toHaveLength(10);
+  });
+
+  it('gives the same records when the kernel lines come 2 s late: each event waits for the program behind', () => {
+    const lines = delayed(recording.lines, 'kernel', lag);
+    expect(lines).not.toEqual(recording.lines);
+    expect(summary(replay(recording.header, lines))).toEqual(summary(asRecorded));
+  });
+
+  it('is what the ticks do: without them, the same delay gives handshakes missing steps (the hole they close)', () => {
+    // As an older podwire recorded it: no tick lines, and no program said it answers them.
+    const untick = (line: RecordingLine) => !printfData(line)?.startsWith('tick\t');
+    const older = recording.lines.filter(untick).map(({ ticks, ...line }) => line);
+    const lines = delayed(older, 'kernel', lag);
+    expect(okMissingSteps(replay(recording.header, lines)).length).toBeGreaterThan(0);
+  });
+
+  it('gives the same records when the CRI reader is the one behind', () => {
+    const cri = recording.lines.find((line) => line.src?.startsWith('cri:'))?.src as string;
+    const lines = delayed(recording.lines, cri, lag);
+    expect(summary(replay(recording.header, lines))).toEqual(summary(asRecorded));
+  });
+});
+
+/** The recording replayed through a pipeline that holds at most `limit` events. */
+function replayHolding(lines: RecordingLine[], limit: number) {
+  const pipeline = new Pipeline(
+    {
+      clockOffsetNs: BigInt(recording.header.clockOffsetNs),
+      criProbes: recording.header.criProbes,
+      runtime: recording.header.runtime,
+    },
+    limit,
+  );
+  const records: HandshakeRecord[] = [];
+  const problems: string[] = [];
+  for (const line of lines) {
+    const out = replayLine(pipeline, { ...line });
+    records.push(...(out?.records ?? []));
+    problems.push(...(out?.problems ?? []));
+  }
+  const whileRunning = records.length;
+  records.push(...pipeline.finish().records);
+  return { records, problems, whileRunning };
+}
+
+describe('a probe program that goes silent without dying (real recording, its lines cut off halfway)', () => {
+  // Hand-edited from the real recording: from the middle on, one source prints nothing, as if it hung.
+  const half = Math.floor(recording.lines.length / 2);
+  const silent = (source: string) =>
+    recording.lines.filter((line, at) => at < half || line.src !== source);
+  const cri = recording.lines.find((line) => line.src?.startsWith('cri:'))?.src as string;
+
+  it('kernel silent: the handshakes it leaves unconfirmed are incomplete at the end, never ok', () => {
+    const { records, problems } = replayHolding(silent('kernel'), 100_000);
+    expect(problems).toEqual([]);
+    expect(okMissingSteps(records)).toEqual([]);
+    expect(
+      records.filter((r) => r.kind === 'handshake' && r.outcome === 'incomplete').length,
+    ).toBeGreaterThan(0);
+  });
+
+  it('CRI reader silent: at most the limit waits; it says which program is behind, and records still come', () => {
+    const limit = 500;
+    const { records, problems, whileRunning } = replayHolding(silent(cri), limit);
+    expect(problems.length).toBeGreaterThan(0);
+    expect(problems[0]).toBe(
+      `${limit} events waited for ${cri} to be read further; the oldest went on without it and handshakes in flight are reported incomplete (is its bpftrace stuck? podwire doctor)`,
+    );
+    expect(whileRunning).toBeGreaterThan(0);
+    expect(okMissingSteps(records)).toEqual([]);
+  });
+
+  it('the same recording whole never comes near that limit', () => {
+    expect(replayHolding(recording.lines, 500).problems).toEqual([]);
+  });
+});
