@@ -100,6 +100,8 @@ export class Assembler {
       } else this.partials.set(key, fresh);
       return;
     }
+    // A value's end ends it: the continuation chunks of an older recording that follow are not the value's.
+    if (!partial && line.tag === 'cni_env') return;
     if (!partial || partial.chunks.length !== chunk) {
       out.problems.push(
         `${line.tag} chunk ${chunk} of pid ${line.pid} arrived without the chunks before it`,
@@ -107,7 +109,7 @@ export class Assembler {
       return;
     }
     partial.chunks.push(text);
-    if (partial.chunks.length >= partial.expected) {
+    if (partial.chunks.length >= Math.min(partial.expected, expected)) {
       this.partials.delete(key);
       this.complete(partial, out);
     }
@@ -129,11 +131,14 @@ export class Assembler {
         });
         return;
       case 'cni_env': {
-        // cni.bt prints the long ones (CNI_ARGS, TRACESTATE) in three chunks, the others in one.
+        // cni.bt prints the long ones (CNI_ARGS, TRACESTATE) in up to three chunks, the others in one. A chunk
+        // shorter than the string width ends the value: cni.bt prints no more where the string cannot reach
+        // (older recordings have every chunk; what follows the end is dropped).
         const index = f.int();
         const chunk = f.int();
         const text = f.restEscaped();
-        const chunks = chunk === 0 && !longEnv.test(text) ? 1 : 3;
+        const long = chunk > 0 || longEnv.test(text);
+        const chunks = !long || unescapeJson(text).length < stringChunk ? chunk + 1 : 3;
         this.chunked(line, `env:${tid}:${index}`, [], chunk, text, chunks, out);
         return;
       }

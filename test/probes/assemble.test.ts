@@ -91,6 +91,50 @@ describe('assembling recorded probe lines', () => {
   });
 });
 
+describe('CNI_ARGS printed only as far as it reaches (real recording ten-pods-ticks.ndjson)', () => {
+  const recorded = readRecording('ten-pods-ticks.ndjson')
+    .lines.filter((line) => line.src === 'kernel')
+    .flatMap((line) => printfData(line) ?? []);
+  const env = recorded.filter((data) => data.startsWith('cni_env\t'));
+
+  it("prints past a value's end (the runtime's other variables) only where Go's layout gives no bound: rarely", () => {
+    let previous: string[] = [];
+    let pastTheEnd = 0;
+    for (const data of env) {
+      const fields = data.replace(/\n$/, '').split('\t');
+      if (fields[5] !== '0' && (previous[6] ?? '').length < 199) pastTheEnd++;
+      previous = fields;
+    }
+    const values = env.filter((data) => /^CNI_ARGS=/.test(data.split('\t')[6] ?? '')).length;
+    expect(values).toBe(90);
+    expect(pastTheEnd).toBeLessThan(values / 10);
+  });
+
+  it('gives each value as soon as it ends, whole, without waiting for chunks that will not come', () => {
+    const assembler = new Assembler();
+    const values: string[] = [];
+    const problems: string[] = [];
+    for (const data of env) {
+      const line = parseProbeLine(data);
+      if (typeof line === 'string') throw new Error(line);
+      const out = assembler.push(line);
+      problems.push(...out.problems);
+      for (const event of out.events)
+        if (event.kind === 'cni_env' && event.name === 'CNI_ARGS') values.push(event.value);
+    }
+    expect(problems).toEqual([]);
+    expect(values).toHaveLength(90);
+    for (const value of values)
+      expect(value.split(';').sort()).toEqual([
+        'IgnoreUnknown=1',
+        expect.stringMatching(/^K8S_POD_INFRA_CONTAINER_ID=[0-9a-f]{64}$/),
+        expect.stringMatching(/^K8S_POD_NAME=lab-[a-z0-9]{5}$/),
+        'K8S_POD_NAMESPACE=default',
+        expect.stringMatching(/^K8S_POD_UID=[0-9a-f-]{36}$/),
+      ]);
+  });
+});
+
 describe('lines that do not fit', () => {
   it('reports a chunk that arrives without the ones before it', () => {
     const { events, problems } = assemble(['nl_send\t5\t1\t1\t3\t300\t4026531833\t1\t\\x00\\x01']);
