@@ -42,7 +42,9 @@ describe.skipIf(why !== '')(
       for (const stop of stops) await stop();
     });
 
-    it("tick.bt: a getpriority for the daemon's own pid gives one tick, timed between before and after the call", async () => {
+    it("tick.bt: a getpriority for the daemon's own pid gives one tick, timed between before and after the call", {
+      timeout: 60_000,
+    }, async () => {
       const fragment = readFileSync(join(probesDir(), 'tick.bt'), 'utf8').replaceAll(
         '{{DAEMON_PID}}',
         String(process.pid),
@@ -76,7 +78,9 @@ describe.skipIf(why !== '')(
       expect(ticks[0] as bigint).toBeLessThanOrEqual(after);
     });
 
-    it('the CRI reader: tick() writes its trace_marker and the tick comes back through trace_pipe, timed', async () => {
+    it('the CRI reader: tick() writes its trace_marker and the tick comes back through trace_pipe, timed', {
+      timeout: 60_000,
+    }, async () => {
       const inspection = await inspectContainerd(containerd);
       if ('error' in inspection) throw new Error(inspection.error);
       const lines: string[] = [];
