@@ -203,6 +203,19 @@ export class Pipeline {
     return out;
   }
 
+  /**
+   * The sources that hold back the oldest waiting event: those not yet read a window past it. Only these need
+   * asking for a tick; a busy source's own events say how far it has been read.
+   */
+  sourcesBehind(): string[] {
+    const oldest = this.held[this.head];
+    if (!oldest) return [];
+    const behind: string[] = [];
+    for (const [source, mark] of this.marks)
+      if (mark < oldest.ns + reorderWindowNs) behind.push(source);
+    return behind;
+  }
+
   /** Whether events wait in the reorder window (the live daemon drains them when input is idle). */
   get holding(): boolean {
     return this.head < this.held.length;

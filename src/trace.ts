@@ -41,12 +41,16 @@ export interface RecordingHeader {
   cniBinDirs: string[];
 }
 
+/** How often programs behind are asked how far they have been read while events wait for them. */
+const tickEveryMs = 250;
+
 export class Tracer {
   private runners: ProbeRunner[] = [];
   private pipeline!: Pipeline;
   private recording: WriteStream | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
   private lastLineAt = 0;
+  private lastTicksAt = 0;
   private attached = new Set<string>();
   private criRunners = new Map<string, UprobeEventsRunner>();
   /** Which file each runtime's probes are in (uprobes belong to the file, not to a process), and whether it runs. */
@@ -372,7 +376,12 @@ export class Tracer {
     this.idleTimer = setInterval(() => {
       if (!this.pipeline.holding) return;
       // Held events go on once every probe program has been read past them: each is asked how far it is.
-      this.requestTicks();
+      // Each tick wakes a program and the daemon, a cost to the pods starting: only the programs behind are
+      // asked, and at most every tickEveryMs (a record comes at most about that much later).
+      if (Date.now() - this.lastTicksAt >= tickEveryMs) {
+        this.lastTicksAt = Date.now();
+        this.requestTicks(this.pipeline.sourcesBehind());
+      }
       // Sources that never answer a tick (a kernel without trace_marker) are released once input is idle.
       if (Date.now() - this.lastLineAt <= 100) return;
       // Recorded where it happened, so that a replay releases the same events at the same point.
@@ -381,14 +390,20 @@ export class Tracer {
     }, 100);
   }
 
-  /** A tick line from every probe program once it has read what came before now (probes/tick.bt). */
-  private requestTicks(): void {
-    try {
-      getPriority(process.pid);
-    } catch {
-      // Cannot fail for our own pid; were it to, the kernel program's events are bounded as before.
+  /**
+   * A tick line from each named probe program (all by default) once it has read what came before now
+   * (probes/tick.bt, the CRI reader's trace_marker).
+   */
+  private requestTicks(sources?: string[]): void {
+    const wanted = (name: string) => !sources || sources.includes(name);
+    if (wanted('kernel')) {
+      try {
+        getPriority(process.pid);
+      } catch {
+        // Cannot fail for our own pid; were it to, the kernel program's events are bounded as before.
+      }
     }
-    for (const runner of this.criRunners.values()) runner.tick();
+    for (const runner of this.criRunners.values()) if (wanted(runner.name)) runner.tick();
   }
 
   async stop(): Promise<void> {

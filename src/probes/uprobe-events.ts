@@ -43,8 +43,18 @@ function stringFetch(register: string, path: GoFieldPath, name: string): string 
   let pointer = `%${register}`;
   for (const offset of path.offsets.slice(0, -1)) pointer = `+${offset}(${pointer})`;
   const last = path.offsets.at(-1) ?? 0;
-  return `${name}_len=+${last + 8}(${pointer}):u64 ${name}=+0(+${last}(${pointer})):string`;
+  const bytes = idNames.has(name) ? `x8[${idBytes}]` : 'string';
+  return `${name}_len=+${last + 8}(${pointer}):u64 ${name}=+0(+${last}(${pointer})):${bytes}`;
 }
+
+/**
+ * Sandbox and container ids are read as exactly 64 bytes, not as a string: a Go string has no NUL, so a string
+ * fetch reads on past the id, and where the id ends near a page that is not in memory the whole read fails
+ * ("(fault)": seen for one StopPodSandbox in ten, whose teardown then lost its CRI call). Runtimes make ids of
+ * 64 hex digits; a shorter one is cut at its length, as strings are.
+ */
+const idNames = new Set(['sandbox_id', 'container_id', 'id']);
+const idBytes = 64;
 
 export interface EventDefinition {
   event: string;
@@ -108,8 +118,21 @@ function traceArgs(text: string): Record<string, string> {
 
 const stripHex = (value: string | undefined) => (value ?? '').replace(/^0x/, '');
 
+/** A fetched value as text: a string as it is, an x8 array (`{0x61,0x62}`) as its bytes, a failed read as ''. */
+function fetchedText(raw: string): string {
+  if (raw === '(fault)') return '';
+  if (!raw.startsWith('{')) return raw;
+  let text = '';
+  for (const byte of raw.slice(1, raw.endsWith('}') ? -1 : undefined).split(',')) {
+    const code = Number.parseInt(byte, 16);
+    if (!Number.isFinite(code)) break;
+    text += String.fromCharCode(code);
+  }
+  return text;
+}
+
 function cut(args: Record<string, string>, name: string): string {
-  const value = args[name] ?? '';
+  const value = fetchedText(args[name] ?? '');
   const length = Number(args[`${name}_len`]);
   if (Number.isFinite(length) && length >= 0) return value.slice(0, length);
   // No length (an older line, or one cut short): what follows the string in memory starts at a byte that is

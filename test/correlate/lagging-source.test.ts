@@ -88,6 +88,25 @@ describe('a bpftrace that falls behind the CRI reader (real recording with ticks
     expect(summary(replay(recording.header, lines))).toEqual(summary(asRecorded));
   });
 
+  it('asks for ticks only from the program behind: the kernel program, while its lines come 2 s late', () => {
+    const pipeline = new Pipeline({
+      clockOffsetNs: BigInt(recording.header.clockOffsetNs),
+      criProbes: recording.header.criProbes,
+      runtime: recording.header.runtime,
+    });
+    const asked = new Map<string, number>();
+    for (const line of delayed(recording.lines, 'kernel', lag)) {
+      replayLine(pipeline, { ...line });
+      const behind = pipeline.sourcesBehind().join(' ');
+      asked.set(behind, (asked.get(behind) ?? 0) + 1);
+    }
+    const onlyKernel = asked.get('kernel') ?? 0;
+    const withCri = [...asked]
+      .filter(([key]) => key.includes('cri:'))
+      .reduce((n, [, c]) => n + c, 0);
+    expect(onlyKernel).toBeGreaterThan(withCri);
+  });
+
   it('is what the ticks do: without them, the same delay gives handshakes missing steps (the hole they close)', () => {
     // As an older podwire recorded it: no tick lines, and no program said it answers them.
     const untick = (line: RecordingLine) => !printfData(line)?.startsWith('tick\t');

@@ -30,7 +30,7 @@ describe.skipIf(!haveContainerd)(
       expect(returns).toHaveLength(36);
       for (const ret of returns)
         expect(ret.line).toMatch(
-          / g=%r14:x64 err=%bx:x64 id_len=\+8\(%ax\):u64 id=\+0\(\+0\(%ax\)\):string$/,
+          / g=%r14:x64 err=%bx:x64 id_len=\+8\(%ax\):u64 id=\+0\(\+0\(%ax\)\):x8\[64\]$/,
         );
       expect(new Set(definitions.map((d) => d.event)).size).toBe(definitions.length);
     });
@@ -82,6 +82,27 @@ describe('trace_pipe lines to probe lines', () => {
     const line = `containerd-25841 [001] DBZff  6395.007226: RunPodSandbox_out3: (0x1999c0d) g=0xc00050d040 err=0x0 id="${id}\uFFFDHc\u0001\uFFFDL`;
     expect(traceLineToProbeLines(line, definitions, tgidOf)).toEqual([
       `cri_return\t6395007226000\t16547\t25841\tRunPodSandbox\tc00050d040\t0\t${id}`,
+    ]);
+  });
+
+  it('reads an id fetched as 64 bytes, and a failed read as unknown, never as the text "(fault)"', () => {
+    const stop = new Map<string, EventDefinition>([
+      [
+        'StopPodSandbox_in',
+        { event: 'StopPodSandbox_in', method: 'StopPodSandbox', side: 'in', line: '' },
+      ],
+    ]);
+    const bytes = [...Buffer.from(id)].map((b) => `0x${b.toString(16)}`).join(',');
+    const line = `containerd-25841 [000] DBZff  1762.505060: StopPodSandbox_in: (0x1d992c0) g=0xc0009fe1a0 sandbox_id_len=64 sandbox_id={${bytes}}`;
+    expect(traceLineToProbeLines(line, stop, tgidOf)).toEqual([
+      'cri_enter\t1762505060000\t16547\t25841\tStopPodSandbox\tc0009fe1a0\t1',
+      `cri_arg\t1762505060000\t16547\t25841\tc0009fe1a0\tsandbox_id\t${id}`,
+    ]);
+    // What the string fetch gave for one StopPodSandbox in ten on the lab before ids were read as 64 bytes.
+    const fault = line.replace(/sandbox_id=\{.*\}$/, 'sandbox_id=(fault)');
+    expect(traceLineToProbeLines(fault, stop, tgidOf)).toEqual([
+      'cri_enter\t1762505060000\t16547\t25841\tStopPodSandbox\tc0009fe1a0\t1',
+      'cri_arg\t1762505060000\t16547\t25841\tc0009fe1a0\tsandbox_id\t',
     ]);
   });
 
