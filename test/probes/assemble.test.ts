@@ -8,7 +8,8 @@ import { printfData, readRecording } from '../correlate/recordings.js';
 
 const { lines } = readRecording('ten-pods.ndjson');
 
-function assemble(datas: string[]): { events: ProbeEvent[]; problems: string[] } {
+/** The lines through one assembler; `flush` false leaves out what only the end of input would give. */
+function assemble(datas: string[], flush = true): { events: ProbeEvent[]; problems: string[] } {
   const assembler = new Assembler();
   const events: ProbeEvent[] = [];
   const problems: string[] = [];
@@ -19,7 +20,7 @@ function assemble(datas: string[]): { events: ProbeEvent[]; problems: string[] }
     events.push(...out.events);
     problems.push(...out.problems);
   }
-  const rest = assembler.flush();
+  const rest = flush ? assembler.flush() : { events: [], problems: [] };
   return { events: [...events, ...rest.events], problems: [...problems, ...rest.problems] };
 }
 
@@ -111,17 +112,10 @@ describe('CNI_ARGS printed only as far as it reaches (real recording ten-pods-ti
   });
 
   it('gives each value as soon as it ends, whole, without waiting for chunks that will not come', () => {
-    const assembler = new Assembler();
-    const values: string[] = [];
-    const problems: string[] = [];
-    for (const data of env) {
-      const line = parseProbeLine(data);
-      if (typeof line === 'string') throw new Error(line);
-      const out = assembler.push(line);
-      problems.push(...out.problems);
-      for (const event of out.events)
-        if (event.kind === 'cni_env' && event.name === 'CNI_ARGS') values.push(event.value);
-    }
+    const { events, problems } = assemble(env, false);
+    const values = events.flatMap((e) =>
+      e.kind === 'cni_env' && e.name === 'CNI_ARGS' ? [e.value] : [],
+    );
     expect(problems).toEqual([]);
     expect(values).toHaveLength(90);
     for (const value of values)
