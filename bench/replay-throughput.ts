@@ -27,8 +27,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { HandshakeRecord } from '../src/correlate/record.js';
-import { Pipeline } from '../src/pipeline.js';
-import { replayLine } from '../src/replay.js';
+import type { Pipeline } from '../src/pipeline.js';
+import { pipelineFor, replayLine } from '../src/replay.js';
 import { rfc3339Nanos } from '../src/time.js';
 import type { RecordingHeader } from '../src/trace.js';
 import { median } from './median.js';
@@ -513,11 +513,7 @@ interface RunResult {
 
 /** What the original recording gives, keyed by kind and sandbox id, as JSON. */
 function expectedRecords(plan: Plan): Map<string, string> {
-  const pipeline = new Pipeline({
-    clockOffsetNs: BigInt(plan.header.clockOffsetNs),
-    criProbes: plan.header.criProbes,
-    runtime: plan.header.runtime,
-  });
+  const pipeline = pipelineFor(plan.header);
   const records: HandshakeRecord[] = [];
   for (const line of readFileSync(fixture, 'utf8').trim().split('\n').slice(1)) {
     records.push(...(replayLine(pipeline, JSON.parse(line))?.records ?? []));
@@ -655,11 +651,7 @@ async function measure(file: string): Promise<RunResult> {
   for await (const text of lines) {
     if (!pipeline) {
       const header = JSON.parse(text) as SynthesisHeader;
-      pipeline = new Pipeline({
-        clockOffsetNs: BigInt(header.clockOffsetNs),
-        criProbes: header.criProbes,
-        runtime: header.runtime,
-      });
+      pipeline = pipelineFor(header);
       normaliser = new Normaliser(plan, BigInt(header.synthetic.stepNs));
       copiesInFile = header.synthetic.copies;
       continue;

@@ -118,10 +118,18 @@ export class Pipeline {
     this.releaseReady(out);
   }
 
+  /** The source that answers ticks and has been read least far, with how far (null when none answers ticks). */
+  private slowest(): { source: string; mark: bigint } | null {
+    let slowest: { source: string; mark: bigint } | null = null;
+    for (const [source, mark] of this.marks)
+      if (slowest === null || mark < slowest.mark) slowest = { source, mark };
+    return slowest;
+  }
+
   /** Up to where every source has been read, less the reorder window: what is at or before it can go on. */
   private cutoff(): bigint {
-    let upTo = this.newestNs;
-    for (const mark of this.marks.values()) if (mark < upTo) upTo = mark;
+    const slowest = this.slowest();
+    const upTo = slowest !== null && slowest.mark < this.newestNs ? slowest.mark : this.newestNs;
     return upTo - reorderWindowNs;
   }
 
@@ -145,13 +153,8 @@ export class Pipeline {
 
   /** A source stopped answering without being reported down: go on rather than hold without end. */
   private overflow(out: PipelineOutput): void {
-    let behind = '';
-    let upTo = this.newestNs;
-    for (const [source, mark] of this.marks)
-      if (mark < upTo) {
-        upTo = mark;
-        behind = source;
-      }
+    const slowest = this.slowest();
+    const behind = slowest !== null && slowest.mark < this.newestNs ? slowest.source : '';
     // Half of them go, so that this happens once per stall rather than once per event.
     const upToNs = (this.held[this.held.length - Math.ceil(this.maxHeldEvents / 2)] as ProbeEvent)
       .ns;
@@ -239,9 +242,7 @@ export class Pipeline {
 
   /** Up to where every source that answers ticks has been read (null when none does). */
   get readUpToNs(): bigint | null {
-    let upTo: bigint | null = null;
-    for (const mark of this.marks.values()) if (upTo === null || mark < upTo) upTo = mark;
-    return upTo;
+    return this.slowest()?.mark ?? null;
   }
 
   /**

@@ -26,13 +26,16 @@ export function replayLine(
 
 const noOutput: PipelineOutput = Object.freeze({ records: [], problems: [] }) as PipelineOutput;
 
-/** The Pipeline a recording's header line asks for. */
-export function pipelineFor(header: RecordingHeader): Pipeline {
-  return new Pipeline({
-    clockOffsetNs: BigInt(header.clockOffsetNs),
-    criProbes: header.criProbes,
-    runtime: header.runtime,
-  });
+/** The Pipeline a recording's header line asks for (`maxHeldEvents`: the pipeline's default unless given). */
+export function pipelineFor(header: RecordingHeader, maxHeldEvents?: number): Pipeline {
+  return new Pipeline(
+    {
+      clockOffsetNs: BigInt(header.clockOffsetNs),
+      criProbes: header.criProbes,
+      runtime: header.runtime,
+    },
+    maxHeldEvents,
+  );
 }
 
 export async function replayFile(file: string, sinks: Sink[]): Promise<void> {

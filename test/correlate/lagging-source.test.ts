@@ -3,8 +3,7 @@
 // program's lines delivered later than they were, each source's lines kept in their own order.
 import { describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
-import { Pipeline } from '../../src/pipeline.js';
-import { replayLine } from '../../src/replay.js';
+import { pipelineFor, replayLine } from '../../src/replay.js';
 import {
   bridgeHandshakeSteps,
   printfData,
@@ -89,11 +88,7 @@ describe('a bpftrace that falls behind the CRI reader (real recording with ticks
   });
 
   it('asks for ticks only from the program behind: the kernel program, while its lines come 2 s late', () => {
-    const pipeline = new Pipeline({
-      clockOffsetNs: BigInt(recording.header.clockOffsetNs),
-      criProbes: recording.header.criProbes,
-      runtime: recording.header.runtime,
-    });
+    const pipeline = pipelineFor(recording.header);
     const asked = new Map<string, number>();
     for (const line of delayed(recording.lines, 'kernel', lag)) {
       replayLine(pipeline, { ...line });
@@ -124,14 +119,7 @@ describe('a bpftrace that falls behind the CRI reader (real recording with ticks
 
 /** The recording replayed through a pipeline that holds at most `limit` events. */
 function replayHolding(lines: RecordingLine[], limit: number) {
-  const pipeline = new Pipeline(
-    {
-      clockOffsetNs: BigInt(recording.header.clockOffsetNs),
-      criProbes: recording.header.criProbes,
-      runtime: recording.header.runtime,
-    },
-    limit,
-  );
+  const pipeline = pipelineFor(recording.header, limit);
   const records: HandshakeRecord[] = [];
   const problems: string[] = [];
   for (const line of lines) {
