@@ -5,6 +5,7 @@ import type { HandshakeRecord } from './correlate/record.js';
 import { type StatusEvent, status } from './events.js';
 import { Pipeline, type PipelineOutput } from './pipeline.js';
 import { runningRuntimes } from './probes/discover.js';
+import { onPollTick } from './probes/fifo-lines.js';
 import {
   fileIdentity,
   type PluginSurvey,
@@ -48,8 +49,7 @@ export class Tracer {
   private runners: ProbeRunner[] = [];
   private pipeline!: Pipeline;
   private recording: WriteStream | null = null;
-  private idleTimer: NodeJS.Timeout | null = null;
-  private lastLineAt = 0;
+  private stopPolling: (() => void) | null = null;
   private lastTicksAt = 0;
   private attached = new Set<string>();
   private criRunners = new Map<string, UprobeEventsRunner>();
@@ -91,7 +91,6 @@ export class Tracer {
   }
 
   private line(source: string, raw: string): void {
-    this.lastLineAt = Date.now();
     this.recording?.write(`${JSON.stringify({ src: source, raw })}\n`);
     this.handle(this.pipeline.push(source, raw), source);
   }
@@ -373,7 +372,8 @@ export class Tracer {
       this.recheckPlugins();
       if (this.options.runtimeBinaries.length === 0) void this.rescan();
     }, 10_000);
-    this.idleTimer = setInterval(() => {
+    // Probe output is read on one timer (fifo-lines.ts); after each of its wake-ups, held events are looked at.
+    this.stopPolling = onPollTick((linesSeen) => {
       if (!this.pipeline.holding) return;
       // Held events go on once every probe program has been read past them: each is asked how far it is.
       // Each tick wakes a program and the daemon, a cost to the pods starting: only the programs behind are
@@ -382,12 +382,13 @@ export class Tracer {
         this.lastTicksAt = Date.now();
         this.requestTicks(this.pipeline.sourcesBehind());
       }
-      // Sources that never answer a tick (a kernel without trace_marker) are released once input is idle.
-      if (Date.now() - this.lastLineAt <= 100) return;
+      // Sources that never answer a tick (a kernel without trace_marker) are released once input is idle:
+      // a wake-up that found no lines (at least busyPollMs after the last).
+      if (linesSeen) return;
       // Recorded where it happened, so that a replay releases the same events at the same point.
       this.recording?.write(`${JSON.stringify({ drain: true })}\n`);
       this.handle(this.pipeline.drain(), 'pipeline');
-    }, 100);
+    });
   }
 
   /**
@@ -407,7 +408,7 @@ export class Tracer {
   }
 
   async stop(): Promise<void> {
-    if (this.idleTimer) clearInterval(this.idleTimer);
+    this.stopPolling?.();
     if (this.rescanTimer) clearInterval(this.rescanTimer);
     // One last round of ticks, so that what came before the stop is confirmed and judged whole (at most 1 s).
     const asked = process.hrtime.bigint();

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { FifoLines } from './fifo-lines.js';
 import { readyLine } from './program.js';
 
 export interface RunnerEvents {
@@ -74,29 +75,37 @@ export class ProbeRunner {
     this.stderrTail = [];
     // BPFTRACE_STRLEN on 0.17, BPFTRACE_MAX_STRLEN on 0.23+: the probes read strings in 199-byte chunks.
     const env = { ...process.env, BPFTRACE_STRLEN: '200', BPFTRACE_MAX_STRLEN: '200' };
-    const child = spawn(this.bpftrace, [...this.args, '-f', 'json', this.file], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.child = child;
     let probes = 0;
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (raw) => {
+    // stdout through a FIFO read on a timer: one wake-up for many events (see fifo-lines.ts).
+    const stdout = new FifoLines((raw) => {
       // bpftrace announces the count before attaching; the BEGIN line says every probe is attached.
       if (raw.startsWith('{"type": "attached_probes"'))
         probes = Number(/"probes": (\d+)/.exec(raw)?.[1] ?? 0);
       if (raw.includes(readyLine)) return this.events.attached(probes);
       this.events.line(raw);
     });
+    let child: ChildProcess;
+    try {
+      child = spawn(this.bpftrace, [...this.args, '-f', 'json', this.file], {
+        env,
+        stdio: ['ignore', stdout.childEnd, 'pipe'],
+      });
+    } finally {
+      stdout.childStarted();
+    }
+    this.child = child;
     createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (raw) => {
       if (/Lost \d+ events/.test(raw)) return this.events.line(raw);
       if (memlockNoise.test(raw) || noise.test(raw) || raw.trim() === '') return;
       this.stderrTail.push(raw.trim());
       if (this.stderrTail.length > 5) this.stderrTail.shift();
     });
-    child.on('error', (error) =>
-      this.exited(`cannot run ${this.bpftrace}: ${error.message} (apt-get install bpftrace)`),
-    );
+    child.on('error', (error) => {
+      stdout.close();
+      this.exited(`cannot run ${this.bpftrace}: ${error.message} (apt-get install bpftrace)`);
+    });
     child.on('exit', (code, signal) => {
+      stdout.close(); // what it wrote before it ended, first
       if (this.child === child)
         this.exited(this.stderrTail.join(' | ') || `bpftrace exited (${signal ?? `code ${code}`})`);
     });

@@ -16,7 +16,7 @@ import {
 } from 'node:fs';
 import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { FifoLines } from './fifo-lines.js';
 import {
   type CriMethod,
   criCallLayout,
@@ -314,13 +314,28 @@ export class UprobeEventsRunner {
     }
   }
 
-  /** Reads the instance's trace_pipe through `cat`, a child podwire ends by its pid. */
+  /**
+   * Reads the instance's trace_pipe through `cat`, a child podwire ends by its pid, into a FIFO read on the shared
+   * timer (fifo-lines.ts): one wake-up of the daemon for many CRI calls.
+   */
   read(): void {
-    const reader = spawn('cat', [join(tracefs, 'instances', this.group, 'trace_pipe')], {
-      stdio: ['ignore', 'pipe', 'ignore'],
+    const stdout = new FifoLines((raw) => {
+      const lines = traceLineToProbeLines(raw, this.byEvent, (tid) => this.tgid(tid));
+      if (typeof lines === 'string') return;
+      for (const data of lines)
+        this.events.line(JSON.stringify({ type: 'printf', data: `${data}\n` }));
     });
+    let reader: ChildProcess;
+    try {
+      reader = spawn('cat', [join(tracefs, 'instances', this.group, 'trace_pipe')], {
+        stdio: ['ignore', stdout.childEnd, 'ignore'],
+      });
+    } finally {
+      stdout.childStarted();
+    }
     this.reader = reader;
     reader.once('exit', (code, signal) => {
+      stdout.close(); // what it wrote before it ended, first
       if (this.reader !== reader) return;
       this.reader = null;
       this.closeMarker();
@@ -339,12 +354,6 @@ export class UprobeEventsRunner {
       // No marker (an old kernel): the pipeline then bounds these events by the newest of any source.
       this.marker = null;
     }
-    createInterface({ input: reader.stdout as NodeJS.ReadableStream }).on('line', (raw) => {
-      const lines = traceLineToProbeLines(raw, this.byEvent, (tid) => this.tgid(tid));
-      if (typeof lines === 'string') return;
-      for (const data of lines)
-        this.events.line(JSON.stringify({ type: 'printf', data: `${data}\n` }));
-    });
     this.events.attached(this.definitions.length, this.marker !== null);
   }
 
