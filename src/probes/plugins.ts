@@ -3,7 +3,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseElf, vaddrToFileOffset } from './elf.js';
-import { functionByName, goFunctions, readGoBuildInfo } from './gosym.js';
+import { entryProbeOffset, functionByName, goFunctions, readGoBuildInfo } from './gosym.js';
 import { isProbeSafePath } from './program.js';
 
 const EM_X86_64 = 62;
@@ -30,7 +30,10 @@ export interface PluginInspection {
   /** Why this binary cannot be probed in its own code; null when it can. */
   unsupported: string | null;
   goVersion: string | null;
-  /** File offsets of the functions found, per hook (what the kernel's uprobe interface takes). */
+  /**
+   * File offsets of the probes, per hook (what the kernel's uprobe interface takes): each at the start of a function
+   * found, on its stack check's jump where it has one (see entryProbeOffset).
+   */
   offsets: Record<PluginHook, number[]>;
 }
 
@@ -91,7 +94,7 @@ export function inspectPlugin(path: string): PluginInspection {
       const fn = functionByName(table, name);
       if (!fn) continue;
       const offset = vaddrToFileOffset(elf, fn.entry);
-      if (typeof offset === 'number') result.offsets[hook].push(offset);
+      if (typeof offset === 'number') result.offsets[hook].push(entryProbeOffset(data, offset));
     }
   }
   return result;

@@ -17,6 +17,7 @@ import {
 } from './elf.js';
 import {
   disassemble,
+  entryProbeOffset,
   type GoBuildInfo,
   type GoFunction,
   type GoFunctionTable,
@@ -53,7 +54,11 @@ export interface CriProbePoint {
   /** The Go function chosen, e.g. github.com/containerd/containerd/pkg/cri/server.(*criService).RunPodSandbox */
   symbol: string;
   kind: CriSymbolKind;
-  /** File offset of the first instruction: what uprobe_events and perf_event_open take. */
+  /**
+   * File offset of the entry probe (what uprobe_events and perf_event_open take): the function's first instruction,
+   * or the jump of its stack check a few bytes on, which the kernel emulates instead of single-stepping
+   * (see entryProbeOffset).
+   */
   entryOffset: number;
   /** File offsets of every RET (a plain uprobe on each replaces a uretprobe, which Go must never get). */
   returnOffsets: number[];
@@ -370,8 +375,9 @@ async function probePoint(
   fn: GoFunction,
   kind: CriSymbolKind,
 ): Promise<CriProbePoint | { error: string } | { missing: string }> {
-  const entryOffset = vaddrToFileOffset(elf, fn.entry);
-  if (typeof entryOffset === 'string') return { missing: `${fn.name}: ${entryOffset}` };
+  const entry = vaddrToFileOffset(elf, fn.entry);
+  if (typeof entry === 'string') return { missing: `${fn.name}: ${entry}` };
+  const entryOffset = entryProbeOffset(elf.data, entry);
   const sites = await returnSites(binaryPath, fn, elf);
   if (!Array.isArray(sites)) return sites;
   if (sites.length === 0) return { missing: `${fn.name} has no RET instruction` };
@@ -381,7 +387,7 @@ async function probePoint(
     kind,
     entryOffset,
     returnOffsets: sites.map((site) => site.offset),
-    entryAddress: fn.entry,
+    entryAddress: fn.entry + (entryOffset - entry),
     returnAddresses: sites.map((site) => site.address),
   };
 }

@@ -158,7 +158,7 @@ describe.skipIf(!existsSync(DEBIAN_CONTAINERD) || !hasObjdump)(
       const run = containerd?.methods.find((m) => m.method === 'RunPodSandbox');
       expect(run).toMatchObject({
         symbol: 'github.com/containerd/containerd/pkg/cri/server.(*criService).RunPodSandbox',
-        entryOffset: '0x19992c0', // the offset podwire trace writes into uprobe_events
+        entryOffset: '0x19992ca', // the offset podwire trace writes into uprobe_events
       });
       expect(run?.returns).toBeGreaterThan(0);
       expect(containerd?.methods.map((m) => m.method)).toEqual([
@@ -168,7 +168,7 @@ describe.skipIf(!existsSync(DEBIAN_CONTAINERD) || !hasObjdump)(
         'CreateContainer',
         'StartContainer',
       ]);
-      expect(text.stdout).toMatch(/RunPodSandbox\s+entry 0x19992c0\s+\d+ RETs/);
+      expect(text.stdout).toMatch(/RunPodSandbox\s+entry 0x19992ca\s+\d+ RETs/);
     });
 
     it('says in one line why a binary that is not containerd cannot be probed', async () => {

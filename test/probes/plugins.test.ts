@@ -12,14 +12,18 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseElf } from '../../src/probes/elf.js';
 import { attachPoints } from '../../src/probes/features.js';
+import { functionByName, goFunctions } from '../../src/probes/gosym.js';
 import {
   hasRegisterAbi,
   inspectPlugin,
   pluginFingerprint,
+  pluginFunctions,
   surveyPlugins,
 } from '../../src/probes/plugins.js';
 import { kernelProgram, pluginIoProgram, probesDir } from '../../src/probes/program.js';
+import { expectEntryProbe } from './entry-probe.js';
 
 const debianPlugins = '/usr/lib/cni';
 const havePlugins = (() => {
@@ -32,33 +36,32 @@ const havePlugins = (() => {
 })();
 const noPlugins = `no ${debianPlugins}/bridge: apt-get install containernetworking-plugins`;
 
-/**
- * Go's amd64 function prologue, a function's first instruction: the stack-growth check `cmp 0x10(%r14),%rsp`, or
- * for a big frame `lea -N(%rsp),%r12` before comparing r12.
- */
-const goPrologues = [
-  Buffer.from([0x49, 0x3b, 0x66, 0x10]),
-  Buffer.from([0x4c, 0x8d, 0x64, 0x24]),
-  Buffer.from([0x4c, 0x8d, 0xa4, 0x24]),
-].map((bytes) => bytes.toString('hex'));
-
 const scratch = mkdtempSync(join(tmpdir(), 'podwire-plugins-test-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 describe.skipIf(!havePlugins)(
   `uprobe sites in Debian's CNI plugins${havePlugins ? '' : ` (skipped: ${noPlugins})`}`,
   () => {
-    it("finds sendto, ParseNetlinkMessage and write in bridge, each at a Go function's first instruction", () => {
-      const bridge = inspectPlugin(join(debianPlugins, 'bridge'));
+    it("finds sendto, ParseNetlinkMessage and write in bridge, each probed on its stack check's jump", async () => {
+      const path = join(debianPlugins, 'bridge');
+      const bridge = inspectPlugin(path);
       expect(bridge.unsupported).toBeNull();
       expect(bridge.goVersion).toMatch(/^go1\.\d+/);
-      const bytes = readFileSync(join(debianPlugins, 'bridge'));
+      const elf = parseElf(readFileSync(path));
+      if (typeof elf === 'string') throw new Error(elf);
+      const table = goFunctions(elf);
+      if (typeof table === 'string') throw new Error(table);
       for (const hook of ['send', 'receive', 'write'] as const) {
-        expect(bridge.offsets[hook].length, hook).toBeGreaterThan(0);
-        for (const offset of bridge.offsets[hook])
-          expect(goPrologues, `${hook} at 0x${offset.toString(16)}`).toContain(
-            bytes.subarray(offset, offset + 4).toString('hex'),
-          );
+        const functions = pluginFunctions[hook]
+          .map((name) => functionByName(table, name))
+          .filter((fn) => fn !== undefined);
+        expect(bridge.offsets[hook]).toHaveLength(functions.length);
+        expect(functions.length, hook).toBeGreaterThan(0);
+        for (const [i, fn] of functions.entries()) {
+          const offset = bridge.offsets[hook][i] ?? -1;
+          // A conditional jump the kernel emulates: one trap per call instead of two (bench/README.md).
+          expect(await expectEntryProbe(path, elf, fn, offset), fn.name).toMatch(/^jbe\s/);
+        }
       }
     });
 

@@ -7,13 +7,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseElf, vaddrToFileOffset } from '../../src/probes/elf.js';
-import { disassemble, type GoFunction, goFunctions } from '../../src/probes/gosym.js';
+import {
+  disassemble,
+  functionByName,
+  type GoFunction,
+  goFunctions,
+} from '../../src/probes/gosym.js';
 import {
   CRI_METHODS,
   criCallLayout,
   inspectContainerd,
   type RuntimeInspection,
 } from '../../src/probes/runtime.js';
+import { expectEntryProbe } from './entry-probe.js';
 
 const DEBIAN_CONTAINERD = '/usr/bin/containerd';
 const SID_CONTAINERD = '.cache/containerd-sid/usr/bin/containerd';
@@ -35,15 +41,24 @@ async function inspect(binary: string): Promise<RuntimeInspection> {
   return result;
 }
 
-function expectConsistentPoints(inspection: RuntimeInspection, binary: string): void {
+async function expectConsistentPoints(
+  inspection: RuntimeInspection,
+  binary: string,
+): Promise<void> {
   const data = readFileSync(binary);
   const elf = parseElf(data);
   if (typeof elf === 'string') throw new Error(elf);
+  const table = goFunctions(elf);
+  if (typeof table === 'string') throw new Error(table);
   expect(inspection.missing).toEqual([]);
   expect(inspection.points.map((p) => p.method)).toEqual([...CRI_METHODS]);
   for (const point of inspection.points) {
     expect(point.kind).toBe('criService');
     expect(vaddrToFileOffset(elf, point.entryAddress)).toBe(point.entryOffset);
+    const fn = functionByName(table, point.symbol);
+    if (!fn) throw new Error(`${point.symbol} not in the function table`);
+    // Every CRI handler starts with a stack check: the entry probe is on its jump (no single-step).
+    expect(await expectEntryProbe(binary, elf, fn, point.entryOffset)).toMatch(/^j(b|be)\s/);
     expect(point.returnOffsets.length).toBeGreaterThan(0);
     expect(point.returnOffsets.length).toBe(point.returnAddresses.length);
     point.returnOffsets.forEach((offset, i) => {
@@ -70,14 +85,16 @@ describe.skipIf(!existsSync(DEBIAN_CONTAINERD) || !hasObjdump)(
       expect(inspection.notes.join('\n')).toMatch(/messageShift 0 measured/);
     });
 
-    it('chooses (*criService) for every method, with entry and RET offsets that match the file', () => {
-      expectConsistentPoints(inspection, DEBIAN_CONTAINERD);
+    it('chooses (*criService) for every method, with entry and RET offsets that match the file and objdump', async () => {
+      await expectConsistentPoints(inspection, DEBIAN_CONTAINERD);
       const run = inspection.points.find((p) => p.method === 'RunPodSandbox');
       expect(run?.symbol).toBe(
         'github.com/containerd/containerd/pkg/cri/server.(*criService).RunPodSandbox',
       );
-      expect(run?.entryAddress).toBe(0x1d992c0); // where PLATFORM.md saw the uprobe fire
-      expect(run?.entryOffset).toBe(0x19992c0);
+      // The function starts where PLATFORM.md saw the uprobe fire (0x1d992c0): mov r12,rsp; sub r12,0x1928 (10 bytes),
+      // then the probe, on the jb of that stack check.
+      expect(run?.entryAddress).toBe(0x1d992ca);
+      expect(run?.entryOffset).toBe(0x19992ca);
     });
   },
 );
@@ -90,8 +107,8 @@ describe.skipIf(!existsSync(SID_CONTAINERD) || !hasObjdump)(
       inspection = await inspect(SID_CONTAINERD);
     }, 30_000);
 
-    it('finds the 2.x handlers and an unstamped version', () => {
-      expectConsistentPoints(inspection, SID_CONTAINERD);
+    it('finds the 2.x handlers and an unstamped version', async () => {
+      await expectConsistentPoints(inspection, SID_CONTAINERD);
       for (const point of inspection.points) {
         expect(point.symbol).toBe(
           `github.com/containerd/containerd/v2/internal/cri/server.(*criService).${point.method}`,

@@ -14,14 +14,14 @@ const haveContainerd = existsSync(containerd);
 describe.skipIf(!haveContainerd)(
   `uprobe event definitions for containerd 1.6${haveContainerd ? '' : ' (skipped: needs /usr/bin/containerd: npm run setup installs it)'}`,
   () => {
-    it('probes RunPodSandbox at its entry (file offset) with the pod identity, and at every RET with the reply', async () => {
+    it('probes RunPodSandbox at its start (file offset of the jump of its stack check) with the pod identity, and at every RET with the reply', async () => {
       const inspection = await inspectContainerd(containerd);
       if ('error' in inspection) throw new Error(inspection.error);
       const definitions = criEventDefinitions(inspection, 'podwire_1_0');
       const entry = definitions.find((d) => d.event === 'RunPodSandbox_in');
       // Request r in RDI -> Config -> Metadata -> Name/Uid/Namespace Go strings at 0/16/32 (cri-api v0.25 layout).
       expect(entry?.line).toBe(
-        `p:podwire_1_0/RunPodSandbox_in ${containerd}:0x19992c0 g=%r14:x64 ` +
+        `p:podwire_1_0/RunPodSandbox_in ${containerd}:0x19992ca g=%r14:x64 ` +
           'name_len=+8(+0(+0(%di))):u64 name=+0(+0(+0(+0(%di)))):string ' +
           'uid_len=+24(+0(+0(%di))):u64 uid=+0(+16(+0(+0(%di)))):string ' +
           'namespace_len=+40(+0(+0(%di))):u64 namespace=+0(+32(+0(+0(%di)))):string',
