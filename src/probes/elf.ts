@@ -282,3 +282,23 @@ export function findSymbol(elf: ElfImage, name: string): ElfSymbol | undefined {
   }
   return undefined;
 }
+
+/**
+ * Whether an address lies inside a symbol of .symtab or .dynsym that has a size: where bpftrace (0.17) reads a
+ * `uprobe:BIN:0xN` as a virtual address and takes only a symbol's start, instead of as a file offset.
+ */
+export function insideSizedSymbol(elf: ElfImage, address: number): boolean {
+  for (const section of elf.sections) {
+    if (section.type !== SHT_SYMTAB && section.type !== SHT_DYNSYM) continue;
+    const symbols = sectionBytes(elf, section);
+    if (typeof symbols === 'string') continue;
+    for (let at = 0; at + 24 <= symbols.length; at += 24) {
+      const value = readU64Safe(symbols, at + 8);
+      const size = readU64Safe(symbols, at + 16);
+      if (typeof value !== 'number' || typeof size !== 'number' || value === 0 || size === 0)
+        continue;
+      if (address >= value && address < value + size) return true;
+    }
+  }
+  return false;
+}

@@ -2,8 +2,20 @@
 // probe on a system-wide syscall tracepoint (which every process on the node pays for, measured in bench/README.md).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseElf, vaddrToFileOffset } from './elf.js';
-import { entryProbeOffset, functionByName, goFunctions, readGoBuildInfo } from './gosym.js';
+import {
+  type ElfImage,
+  findSymbol,
+  insideSizedSymbol,
+  parseElf,
+  vaddrToFileOffset,
+} from './elf.js';
+import {
+  entryProbeOffset,
+  functionByName,
+  type GoFunction,
+  goFunctions,
+  readGoBuildInfo,
+} from './gosym.js';
 import { isProbeSafePath } from './program.js';
 
 const EM_X86_64 = 62;
@@ -31,8 +43,9 @@ export interface PluginInspection {
   unsupported: string | null;
   goVersion: string | null;
   /**
-   * File offsets of the probes, per hook (what the kernel's uprobe interface takes): each at the start of a function
-   * found, on its stack check's jump where it has one (see entryProbeOffset).
+   * The probes, per hook, as the N of bpftrace's `uprobe:PATH:0xN` (see attachNumber): in a stripped binary the file
+   * offset of the function's stack check's jump where it has one (see entryProbeOffset), else of its entry; in a
+   * binary whose ELF symbols name the function, the entry's virtual address.
    */
   offsets: Record<PluginHook, number[]>;
 }
@@ -94,10 +107,37 @@ export function inspectPlugin(path: string): PluginInspection {
       const fn = functionByName(table, name);
       if (!fn) continue;
       const offset = vaddrToFileOffset(elf, fn.entry);
-      if (typeof offset === 'number') result.offsets[hook].push(entryProbeOffset(data, offset));
+      if (typeof offset !== 'number') continue;
+      const at = attachNumber(elf, fn, offset);
+      if (typeof at === 'string') {
+        result.unsupported = at;
+        result.offsets = noOffsets();
+        return result;
+      }
+      result.offsets[hook].push(at);
     }
   }
   return result;
+}
+
+/**
+ * What to write in `uprobe:PATH:0xN` for fn, or why nothing will do. bpftrace 0.17 reads N as a virtual address
+ * when it lies inside one of the binary's sized ELF symbols, and then takes nothing but a symbol's start (it
+ * cannot check other places without its disassembler); anywhere else it reads N as a file offset (with --unsafe),
+ * as in Debian's stripped plugins. A plugin built without -s keeps a symbol table, and a big one (tens of MB)
+ * has functions whose file offsets, read as addresses, fall inside other functions: those offsets would make
+ * bpftrace refuse the whole program.
+ */
+export function attachNumber(elf: ElfImage, fn: GoFunction, offset: number): number | string {
+  if (insideSizedSymbol(elf, fn.entry)) {
+    // Named in the symbols: the entry's address (the jump after it would be refused, so the entry is single-stepped).
+    if (findSymbol(elf, fn.name)?.value === fn.entry) return fn.entry;
+    return `${fn.name} at 0x${fn.entry.toString(16)} is inside another ELF symbol, where bpftrace takes no uprobe`;
+  }
+  const at = entryProbeOffset(elf.data, offset);
+  if (insideSizedSymbol(elf, at))
+    return `the file offset of ${fn.name} (0x${at.toString(16)}) is also an address inside one of its ELF symbols, which bpftrace would read it as`;
+  return at;
 }
 
 export interface PluginSurvey {

@@ -1,8 +1,10 @@
 // Where podwire puts its uprobes in the CNI plugins: found in Debian's real plugin binaries (containernetworking-
 // plugins, installed by scripts/setup.sh), checked against the bytes there; and the program made from them.
+import { execFileSync } from 'node:child_process';
 import {
   chmodSync,
   copyFileSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -12,17 +14,20 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseElf } from '../../src/probes/elf.js';
+import { parseElf, vaddrToFileOffset } from '../../src/probes/elf.js';
 import { attachPoints } from '../../src/probes/features.js';
-import { functionByName, goFunctions } from '../../src/probes/gosym.js';
+import { entryProbeOffset, functionByName, goFunctions } from '../../src/probes/gosym.js';
 import {
+  attachNumber,
   hasRegisterAbi,
   inspectPlugin,
+  type PluginInspection,
   pluginFingerprint,
   pluginFunctions,
   surveyPlugins,
 } from '../../src/probes/plugins.js';
 import { kernelProgram, pluginIoProgram, probesDir } from '../../src/probes/program.js';
+import { isRoot } from '../lab/node.js';
 import { expectEntryProbe } from './entry-probe.js';
 
 const debianPlugins = '/usr/lib/cni';
@@ -128,6 +133,78 @@ describe.skipIf(!havePlugins)(
       expect(survey.mode).toBe('syscalls');
       expect(survey.reasons[0]).toMatch(/--plugin-probes syscalls/);
     });
+  },
+);
+
+// A Go program whose ELF symbols name the probed functions, deep in a big file: Debian's containerd (50 MB, its Go
+// functions exported in .dynsym) stands in for a plugin built without -s (Calico's and Cilium's are tens of MB).
+const namedContainerd = '/usr/bin/containerd';
+const noNamed = !existsSync(namedContainerd)
+  ? `needs ${namedContainerd}: npm run setup installs it`
+  : !isRoot
+    ? 'needs root: it runs bpftrace'
+    : '';
+
+/** bpftrace compiling and attaching the plugin probes of `plugins` (and exiting at once): its stderr, or '' when it attached. */
+function attachError(plugins: PluginInspection[]): string {
+  const program = [
+    readFileSync(join(probesDir(), 'cni.bt'), 'utf8').replace('{{CNI_BIN_FILTER}}', 'pid == 0'),
+    pluginIoProgram(readFileSync(join(probesDir(), 'plugin-io.bt'), 'utf8'), plugins),
+    'BEGIN { exit(); }',
+  ].join('\n');
+  const file = join(scratch, 'attach.bt');
+  writeFileSync(file, program);
+  try {
+    execFileSync('bpftrace', ['--unsafe', file], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, BPFTRACE_STRLEN: '200', BPFTRACE_MAX_STRLEN: '200' },
+      timeout: 60_000,
+    });
+    return '';
+  } catch (error) {
+    return String((error as { stderr?: Buffer }).stderr ?? error);
+  }
+}
+
+describe.skipIf(noNamed !== '')(
+  `a plugin whose ELF symbols name its functions${noNamed ? ` (skipped: ${noNamed})` : ''}`,
+  () => {
+    it("is probed at the functions' addresses, which bpftrace attaches, where file offsets made it refuse the program", () => {
+      // A copy: uprobes belong to the file, and the node's containerd may be running.
+      const copy = join(scratch, 'named-plugin');
+      copyFileSync(namedContainerd, copy);
+      const plugin = inspectPlugin(copy);
+      expect(plugin.unsupported).toBeNull();
+      const elf = parseElf(readFileSync(copy));
+      if (typeof elf === 'string') throw new Error(elf);
+      const table = goFunctions(elf);
+      if (typeof table === 'string') throw new Error(table);
+      const sendto = functionByName(table, 'syscall.sendto');
+      expect(sendto).toBeDefined();
+      expect(plugin.offsets.send).toContain(sendto?.entry);
+      for (const hook of ['send', 'receive', 'write'] as const)
+        expect(plugin.offsets[hook].length, hook).toBeGreaterThan(0);
+      expect(attachError([plugin])).toBe('');
+
+      // The hazard: a function whose file offset, read as an address, lies inside another function's symbol (in
+      // this binary: RunPodSandbox, 26 MB in). Its file offset makes bpftrace refuse the whole program; the number
+      // podwire gives for it is its address, which bpftrace attaches.
+      const run = functionByName(
+        table,
+        'github.com/containerd/containerd/pkg/cri/server.(*criService).RunPodSandbox',
+      );
+      if (!run) throw new Error('no RunPodSandbox in containerd');
+      const runOffset = vaddrToFileOffset(elf, run.entry) as number;
+      const probedAt = (write: number): PluginInspection => ({
+        ...plugin,
+        offsets: { send: [], receive: [], write: [write] },
+      });
+      expect(attachError([probedAt(entryProbeOffset(elf.data, runOffset))])).toMatch(
+        /uprobe is in proper place/,
+      );
+      expect(attachNumber(elf, run, runOffset)).toBe(run.entry);
+      expect(attachError([probedAt(run.entry)])).toBe('');
+    }, 120_000);
   },
 );
 
