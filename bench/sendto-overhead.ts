@@ -1,10 +1,9 @@
 // What `podwire trace` costs a process it does not trace: loopback UDP sendto (a syscall podwire's probes see), with
 // the tracer running vs not, interleaved without/with pairs; median ns per call each, and the median ratio.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { compiledC } from './c-program.js';
 import { median } from './median.js';
 import {
   projectRoot,
@@ -21,21 +20,6 @@ const calls = Number(process.env.CALLS ?? 300_000);
 const settleMs = Number(process.env.SETTLE_MS ?? 1000);
 const targetRatio = 1.1;
 
-/** gcc'd into .cache/ when missing or older than its source. */
-function loopBinary(root: string): string {
-  const source = join(root, 'bench/sendto-loop.c');
-  const binary = join(root, '.cache/bench/sendto-loop');
-  if (!existsSync(binary) || statSync(binary).mtimeMs < statSync(source).mtimeMs) {
-    mkdirSync(join(root, '.cache/bench'), { recursive: true });
-    try {
-      execFileSync('gcc', ['-O2', '-Wall', '-o', binary, source], { stdio: 'inherit' });
-    } catch {
-      throw new Error('cannot compile bench/sendto-loop.c: apt-get install gcc libc6-dev');
-    }
-  }
-  return binary;
-}
-
 function measure(binary: string): number {
   const out = execFileSync(binary, [String(calls)], { encoding: 'utf8' });
   const ns = Number(out.trim());
@@ -46,7 +30,7 @@ function measure(binary: string): number {
 async function main(): Promise<void> {
   const root = projectRoot();
   requireTraceable(root);
-  const binary = loopBinary(root);
+  const binary = compiledC(root, 'sendto-loop');
   const args = traceArgs(root);
   console.log(
     `sendto-overhead: ${pairs} pairs (without, then with podwire trace ${args.join(' ')}), ${calls} loopback UDP sendto calls per measurement`,

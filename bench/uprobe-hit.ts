@@ -3,11 +3,12 @@
 // kernel emulates: one trap), silent or printing a line. Interleaved rounds of a C loop (bench/uprobe-hit.c) with
 // bpftrace attached one way or not at all; medians of ns per call, and per hit (minus the loop without probes).
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findSymbol, parseElf, vaddrToFileOffset } from '../src/probes/elf.js';
+import { compiledC } from './c-program.js';
 import { median } from './median.js';
 import { projectRoot } from './podwire-trace.js';
 
@@ -49,20 +50,6 @@ function sites(binary: string): Sites {
   };
 }
 
-function loopBinary(root: string): string {
-  const source = join(root, 'bench/uprobe-hit.c');
-  const binary = join(root, '.cache/bench/uprobe-hit');
-  if (!existsSync(binary) || statSync(binary).mtimeMs < statSync(source).mtimeMs) {
-    mkdirSync(join(root, '.cache/bench'), { recursive: true });
-    try {
-      execFileSync('gcc', ['-O2', '-Wall', '-o', binary, source], { stdio: 'inherit' });
-    } catch {
-      throw new Error('cannot compile bench/uprobe-hit.c: apt-get install gcc libc6-dev');
-    }
-  }
-  return binary;
-}
-
 /** bpftrace with the probe, its output in a file; resolves once BEGIN has printed (every probe attached). */
 async function attach(program: string, out: string): Promise<() => Promise<void>> {
   const fd = openSync(out, 'w');
@@ -95,7 +82,7 @@ function measure(binary: string): number {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('uprobes need root: run the bench as root');
   const root = projectRoot();
-  const binary = loopBinary(root);
+  const binary = compiledC(root, 'uprobe-hit');
   const at = sites(binary);
   const out = join(root, '.cache/bench/uprobe-hit.out');
   console.log(
