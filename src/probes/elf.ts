@@ -252,17 +252,35 @@ export function relativeRelocation(elf: ElfImage, vaddr: number): number | undef
   return table.get(vaddr);
 }
 
+/** The entries of each symbol table of a kind (.symtab or .dynsym), with the string table their names are in. */
+function* symbolTables(
+  elf: ElfImage,
+  kind: number,
+): Generator<{ symbols: Buffer; strtab: Buffer }> {
+  for (const section of elf.sections) {
+    if (section.type !== kind) continue;
+    const symbols = sectionBytes(elf, section);
+    const strtabSection = elf.sections[section.link];
+    if (typeof symbols === 'string' || !strtabSection) continue;
+    const strtab = sectionBytes(elf, strtabSection);
+    if (typeof strtab === 'string') continue;
+    yield { symbols, strtab };
+  }
+}
+
+/** Value and size of the Elf64_Sym at `at`; null when it is undefined (value 0) or unreadable. */
+function symbolSpan(symbols: Buffer, at: number): { value: number; size: number } | null {
+  const value = readU64Safe(symbols, at + 8);
+  const size = readU64Safe(symbols, at + 16);
+  if (typeof value !== 'number' || typeof size !== 'number' || value === 0) return null;
+  return { value, size };
+}
+
 /** A symbol by exact name from .symtab, then .dynsym (Debian's containerd exports its Go symbols dynamically). */
 export function findSymbol(elf: ElfImage, name: string): ElfSymbol | undefined {
+  const wanted = Buffer.from(`${name}\0`);
   for (const kind of [SHT_SYMTAB, SHT_DYNSYM]) {
-    for (const section of elf.sections) {
-      if (section.type !== kind) continue;
-      const symbols = sectionBytes(elf, section);
-      const strtabSection = elf.sections[section.link];
-      if (typeof symbols === 'string' || !strtabSection) continue;
-      const strtab = sectionBytes(elf, strtabSection);
-      if (typeof strtab === 'string') continue;
-      const wanted = Buffer.from(`${name}\0`);
+    for (const { symbols, strtab } of symbolTables(elf, kind)) {
       // Find the name in the string table first: one native search instead of decoding every name.
       // Any occurrence counts: linkers share a name with the tail of a longer one.
       const names = new Set<number>();
@@ -272,33 +290,38 @@ export function findSymbol(elf: ElfImage, name: string): ElfSymbol | undefined {
       if (names.size === 0) continue;
       for (let at = 0; at + 24 <= symbols.length; at += 24) {
         if (!names.has(symbols.readUInt32LE(at))) continue;
-        const value = readU64Safe(symbols, at + 8);
-        const size = readU64Safe(symbols, at + 16);
-        if (typeof value === 'number' && typeof size === 'number' && value !== 0) {
-          return { name, value, size };
-        }
+        const span = symbolSpan(symbols, at);
+        if (span) return { name, ...span };
       }
     }
   }
   return undefined;
 }
 
+/** [start, end) of every sized symbol of .symtab and .dynsym, read once per image. */
+const sizedSymbolCache = new WeakMap<ElfImage, Float64Array>();
+
 /**
  * Whether an address lies inside a symbol of .symtab or .dynsym that has a size: where bpftrace (0.17) reads a
  * `uprobe:BIN:0xN` as a virtual address and takes only a symbol's start, instead of as a file offset.
  */
 export function insideSizedSymbol(elf: ElfImage, address: number): boolean {
-  for (const section of elf.sections) {
-    if (section.type !== SHT_SYMTAB && section.type !== SHT_DYNSYM) continue;
-    const symbols = sectionBytes(elf, section);
-    if (typeof symbols === 'string') continue;
-    for (let at = 0; at + 24 <= symbols.length; at += 24) {
-      const value = readU64Safe(symbols, at + 8);
-      const size = readU64Safe(symbols, at + 16);
-      if (typeof value !== 'number' || typeof size !== 'number' || value === 0 || size === 0)
-        continue;
-      if (address >= value && address < value + size) return true;
+  let ranges = sizedSymbolCache.get(elf);
+  if (!ranges) {
+    const found: number[] = [];
+    for (const kind of [SHT_SYMTAB, SHT_DYNSYM]) {
+      for (const { symbols } of symbolTables(elf, kind)) {
+        for (let at = 0; at + 24 <= symbols.length; at += 24) {
+          const span = symbolSpan(symbols, at);
+          if (span && span.size > 0) found.push(span.value, span.value + span.size);
+        }
+      }
     }
+    ranges = Float64Array.from(found);
+    sizedSymbolCache.set(elf, ranges);
+  }
+  for (let i = 0; i + 1 < ranges.length; i += 2) {
+    if (address >= (ranges[i] ?? 0) && address < (ranges[i + 1] ?? 0)) return true;
   }
   return false;
 }
