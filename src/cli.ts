@@ -20,4 +20,6 @@ program.parseAsync(process.argv).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`podwire: ${message}\n`);
   process.exitCode = 1;
+  // The command cleaned up what it started; an exporter or socket still open must not keep a failed run alive.
+  setTimeout(() => process.exit(1), 2000).unref();
 });

@@ -13,7 +13,7 @@ import {
   surveyPlugins,
 } from './probes/plugins.js';
 import { defaultCniBinDirs, defaultNetnsDirs, kernelProgram } from './probes/program.js';
-import { ProbeRunner } from './probes/runner.js';
+import { ProbeRunner, removeStaleProbeDirs } from './probes/runner.js';
 import { inspectContainerd } from './probes/runtime.js';
 import { removeStaleGroups, UprobeEventsRunner } from './probes/uprobe-events.js';
 import type { Sink } from './sinks/ndjson.js';
@@ -323,11 +323,14 @@ export class Tracer {
 
   /** Inspects the runtimes, then attaches everything; the `ready` status says when all is attached. */
   async start(): Promise<void> {
-    for (const group of await removeStaleGroups()) {
+    removeStaleProbeDirs();
+    const stale = await removeStaleGroups();
+    for (const group of stale.removed) {
       this.emit(
         status('input-problem', `removed uprobe events left by a podwire that died (${group})`),
       );
     }
+    for (const problem of stale.problems) this.emit(status('input-problem', problem));
     const binaries =
       this.options.runtimeBinaries.length > 0
         ? this.options.runtimeBinaries
@@ -407,9 +410,17 @@ export class Tracer {
     for (const runner of this.criRunners.values()) if (wanted(runner.name)) runner.tick();
   }
 
+  /** Ends what runs and closes the sinks; also after a start that failed part way (no pipeline yet then). */
   async stop(): Promise<void> {
     this.stopPolling?.();
     if (this.rescanTimer) clearInterval(this.rescanTimer);
+    if (!this.pipeline) {
+      await Promise.all(
+        [...this.runners, ...this.criRunners.values()].map((runner) => runner.stop()),
+      );
+      for (const sink of this.sinks) await sink.close();
+      return;
+    }
     // One last round of ticks, so that what came before the stop is confirmed and judged whole (at most 1 s).
     const asked = process.hrtime.bigint();
     this.requestTicks();

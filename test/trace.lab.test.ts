@@ -91,10 +91,46 @@ class Trace {
     return this.child.pid as number;
   }
 
-  /** SIGINT to the pid we started: flush and exit 0. */
-  stop(): Promise<number | null> {
-    if (this.child.exitCode === null) this.child.kill('SIGINT');
-    return this.exitCode;
+  /** SIGINT to the pid we started: flush and exit 0; SIGKILL if it has not ended 30 s later. */
+  async stop(): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exitCode;
+    this.child.kill('SIGINT');
+    const late = setTimeout(() => this.child.kill('SIGKILL'), 30_000);
+    try {
+      return await this.exitCode;
+    } finally {
+      clearTimeout(late);
+    }
+  }
+}
+
+/** The live (not zombie) children of `pid`, with their command names. */
+function childrenOf(pid: number): { pid: number; comm: string }[] {
+  const children: { pid: number; comm: string }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(ppid) === pid && state !== 'Z')
+        children.push({
+          pid: Number(entry),
+          comm: readFileSync(`/proc/${entry}/comm`, 'utf8').trim(),
+        });
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return children;
+}
+
+/** Whether `pid` still runs (a zombie waiting for init counts as ended). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
   }
 }
 
@@ -120,9 +156,15 @@ async function tracedLab(
   }
   if (up.code !== 0) throw new Error(`lab up ${upArgs.join(' ')} failed: ${up.stderr}`);
   const trace = new Trace(recording, traceArgs, traceEnv);
-  await trace.waitFor('the ready status', () =>
-    trace.lines.some((l) => l.kind === 'status' && l.state === 'ready'),
-  );
+  try {
+    await trace.waitFor('the ready status', () =>
+      trace.lines.some((l) => l.kind === 'status' && l.state === 'ready'),
+    );
+  } catch (error) {
+    // Not left running behind a failed start: the next test's tracer would share the node with it.
+    await trace.stop();
+    throw error;
+  }
   return trace;
 }
 
@@ -296,22 +338,9 @@ describe.skipIf(!isRoot)(
 
     it('restarts a bpftrace that dies, says so, and goes on tracing', async () => {
       // The bpftrace this test's tracer started: a child of that pid, ended by its own pid.
-      const children = readdirSync('/proc')
-        .filter((entry) => /^\d+$/.test(entry))
-        .filter((entry) => {
-          try {
-            const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-            const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-            return (
-              ppid === trace.pid &&
-              readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === 'bpftrace'
-            );
-          } catch {
-            return false;
-          }
-        });
+      const children = childrenOf(trace.pid).filter((child) => child.comm === 'bpftrace');
       expect(children).toHaveLength(1);
-      process.kill(Number(children[0]), 'SIGKILL');
+      process.kill((children[0] as { pid: number }).pid, 'SIGKILL');
       const statuses = () =>
         trace.lines.filter((l) => l.kind === 'status') as { state: string; message: string }[];
       await trace.waitFor('a probe-failed status', () =>
@@ -592,6 +621,36 @@ describe.skipIf(!isRoot || !haveSid)(
       await trace.waitFor('an export-resumed status', () =>
         statuses().some((s) => s.state === 'export-resumed'),
       );
+      expect((await podwire('lab', 'pods', 'delete', '--all')).code).toBe(0);
+    });
+
+    it('killed with -9 (an OOM kill), leaves no bpftrace or reader behind, and the next podwire starts and traces', async () => {
+      const children = childrenOf(trace.pid);
+      expect(children.map((child) => child.comm).sort()).toEqual(['bpftrace', 'cat']);
+      const killed = trace.pid;
+      process.kill(killed, 'SIGKILL');
+      await trace.exitCode;
+      const deadline = Date.now() + 10_000;
+      while (children.some((child) => running(child.pid)) && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(children.filter((child) => running(child.pid))).toEqual([]);
+      // The next daemon, as a DaemonSet restarts it: it clears what the dead one left in tracefs and traces.
+      trace = new Trace(join(scratch, 'after-kill.ndjson'), ['--plugin-probes', 'syscalls']);
+      await trace.waitFor('the ready status', () =>
+        trace.lines.some((l) => l.kind === 'status' && l.state === 'ready'),
+      );
+      const statuses = trace.lines.filter((l) => l.kind === 'status').map((l) => l.message);
+      expect(statuses).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(/removed uprobe events left by a podwire that died/),
+        ]),
+      );
+      expect(
+        readdirSync(tmpdir()).filter((entry) => entry.startsWith(`podwire-probe-${killed}-`)),
+      ).toEqual([]);
+      const record = await oneMorePod(trace, 'after the restart');
+      expect(record.outcome).toBe('ok');
+      expect(phase(record, 'cri RunPodSandbox')).toBeDefined();
       expect((await podwire('lab', 'pods', 'delete', '--all')).code).toBe(0);
     });
   },

@@ -200,7 +200,14 @@ export function registerTrace(program: Command): void {
             }, 1000)
           : null;
         try {
-          await tracer.start();
+          try {
+            await tracer.start();
+          } catch (error) {
+            // What the start had begun (readers, bpftrace, the recording, the sinks) ends before the error is told.
+            await tracer.stop();
+            await telemetry?.shutdown();
+            throw error;
+          }
           await new Promise<void>((resolve) => {
             const stop = () => resolve();
             process.once('SIGINT', stop);

@@ -1,11 +1,12 @@
 // Runs one bpftrace program as a child process: its JSON lines as a stream, restarts with backoff when it dies.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { FifoLines } from './fifo-lines.js';
 import { readyLine } from './program.js';
+import { tiedToDaemon } from './tied.js';
 
 export interface RunnerEvents {
   /** A line of stdout, or a "Lost N events" line of stderr (bpftrace 0.17 puts it there). */
@@ -21,6 +22,18 @@ export const memlockNoise = /RLIMIT_MEMLOCK|ulimit -l/;
 /** bpftrace's noise on this kind of machine: the memlock line, attach counts, compiler warnings and their carets. */
 const noise =
   /Attaching \d+ probe|WARNING: .*Addrspace|WARNING: Could not determine instruction boundary|arithmetic on integers of different signs|^\s*[~^]+\s*$|^\s+\S.*$/;
+
+/** Each runner's program file lives in a directory named for the daemon's pid (removeStaleProbeDirs). */
+const probeDirPrefix = 'podwire-probe-';
+
+/** Removes the program directories of podwire daemons that died without cleaning up (killed with -9). */
+export function removeStaleProbeDirs(): void {
+  for (const entry of readdirSync(tmpdir())) {
+    const pid = new RegExp(`^${probeDirPrefix}(\\d+)-`).exec(entry)?.[1];
+    if (pid === undefined || Number(pid) === process.pid || existsSync(`/proc/${pid}`)) continue;
+    rmSync(join(tmpdir(), entry), { recursive: true, force: true });
+  }
+}
 
 export class ProbeRunner {
   private child: ChildProcess | null = null;
@@ -39,7 +52,7 @@ export class ProbeRunner {
     private readonly events: RunnerEvents,
     private readonly bpftrace = 'bpftrace',
   ) {
-    this.dir = mkdtempSync(join(tmpdir(), 'podwire-probe-'));
+    this.dir = mkdtempSync(join(tmpdir(), `${probeDirPrefix}${process.pid}-`));
     this.file = join(this.dir, `${name.replace(/[^\w.-]+/g, '_')}.bt`);
     this.setProgram(program);
   }
@@ -86,7 +99,9 @@ export class ProbeRunner {
     });
     let child: ChildProcess;
     try {
-      child = spawn(this.bpftrace, [...this.args, '-f', 'json', this.file], {
+      // Ends with the daemon (SIGTERM, so that it detaches as on a stop) even when the daemon is killed with -9.
+      const run = tiedToDaemon(this.bpftrace, [...this.args, '-f', 'json', this.file], 'TERM');
+      child = spawn(run.file, run.args, {
         env,
         stdio: ['ignore', stdout.childEnd, 'pipe'],
       });

@@ -9,7 +9,9 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
+  readlinkSync,
   rmdirSync,
   writeFileSync,
   writeSync,
@@ -23,6 +25,7 @@ import {
   type GoFieldPath,
   type RuntimeInspection,
 } from './runtime.js';
+import { tiedToDaemon } from './tied.js';
 
 export const tracefs = '/sys/kernel/tracing';
 
@@ -209,9 +212,15 @@ function tgidOfThread(tid: number): number {
   }
 }
 
+/** What removeStaleGroups did: the groups it removed, and one line for each it could not. */
+export interface StaleGroups {
+  removed: string[];
+  problems: string[];
+}
+
 /** Removes the uprobe events and trace instances of podwire daemons that died without cleaning up. */
-export async function removeStaleGroups(): Promise<string[]> {
-  const removed: string[] = [];
+export async function removeStaleGroups(): Promise<StaleGroups> {
+  const result: StaleGroups = { removed: [], problems: [] };
   const events = readFileSync(join(tracefs, 'uprobe_events'), 'utf8');
   const groups = new Map(
     [...events.matchAll(/^p:(podwire_(\d+)(?:_\d+)?)\//gm)].map((m) => [
@@ -221,10 +230,82 @@ export async function removeStaleGroups(): Promise<string[]> {
   );
   for (const [group, pid] of groups) {
     if (existsSync(`/proc/${pid}`) && pid !== process.pid) continue;
-    await removeGroup(group, events);
-    removed.push(group);
+    try {
+      await removeGroup(group, events);
+      result.removed.push(group);
+    } catch (error) {
+      // Not fatal: this daemon's own groups have other names; the stale one keeps costing its runtime a little.
+      result.problems.push(
+        `cannot remove the uprobe events left by a podwire that died (${group}): ${(error as Error).message}`,
+      );
+    }
   }
-  return removed;
+  return result;
+}
+
+/** The pids that hold `file` open (from /proc/PID/fd), podwire's own and others alike. */
+export function holdersOf(file: string): number[] {
+  const holders: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${entry}/fd`);
+    } catch {
+      continue; // Gone meanwhile, or a kernel thread.
+    }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${entry}/fd/${fd}`) === file) {
+          holders.push(Number(entry));
+          break;
+        }
+      } catch {
+        // Closed meanwhile.
+      }
+    }
+  }
+  return holders;
+}
+
+/** Whether `pid` is a trace_pipe reader a podwire started for `pipe` (`cat PIPE`, alone by then). */
+function isOurReader(pid: number, pipe: string): boolean {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    return argv.length === 2 && /(^|\/)cat$/.test(argv[0] as string) && argv[1] === pipe;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * An instance cannot be removed while its trace_pipe is open. A podwire killed with -9 before its readers ended
+ * with it (tied.ts) left a `cat` of that pipe behind: that reader, and only that, is ended by its pid.
+ */
+async function removeInstance(instance: string): Promise<void> {
+  try {
+    rmdirSync(instance);
+    return;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EBUSY') throw error;
+  }
+  const pipe = join(instance, 'trace_pipe');
+  const holders = holdersOf(pipe);
+  const others = holders.filter((pid) => !isOurReader(pid, pipe));
+  if (others.length > 0)
+    throw new Error(
+      `${pipe} is held open by pid ${others.join(', ')}: end it, then start podwire again`,
+    );
+  for (const pid of holders) process.kill(pid, 'SIGKILL');
+  for (let waited = 0; ; waited += 20) {
+    try {
+      rmdirSync(instance);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EBUSY' || waited >= 2000) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /**
@@ -239,7 +320,7 @@ async function removeGroup(group: string, events: string): Promise<void> {
     } catch {
       // Not enabled there.
     }
-    rmdirSync(instance);
+    await removeInstance(instance);
   }
   for (const match of events.matchAll(new RegExp(`^p:${group}/(\\w+) `, 'gm'))) {
     await appendFile(join(tracefs, 'uprobe_events'), `-:${group}/${match[1]}\n`);
@@ -327,7 +408,9 @@ export class UprobeEventsRunner {
     });
     let reader: ChildProcess;
     try {
-      reader = spawn('cat', [join(tracefs, 'instances', this.group, 'trace_pipe')], {
+      // Ends with the daemon: an orphan reader would hold the instance open, and the next daemon could not remove it.
+      const run = tiedToDaemon('cat', [join(tracefs, 'instances', this.group, 'trace_pipe')]);
+      reader = spawn(run.file, run.args, {
         stdio: ['ignore', stdout.childEnd, 'ignore'],
       });
     } finally {

@@ -1,0 +1,47 @@
+// Children that end with the daemon: a podwire killed with -9 (an OOM kill, a node drain) must not leave bpftrace
+// attached or a trace_pipe reader holding its tracefs instance open, which made the next daemon's start fail.
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+/** util-linux's setpriv (Debian: essential), which sets PR_SET_PDEATHSIG and then execs the program in place. */
+const setprivPaths = ['/usr/bin/setpriv', '/bin/setpriv'];
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let setpriv: string | null | undefined;
+
+function findSetpriv(): string | null {
+  setpriv ??= setprivPaths.find(executable) ?? null;
+  return setpriv;
+}
+
+/** `command` as a path, found on PATH as exec would, or null when there is none. */
+export function onPath(command: string, path = process.env.PATH ?? ''): string | null {
+  if (command.includes('/')) return executable(command) ? command : null;
+  for (const dir of path.split(delimiter)) {
+    if (dir && executable(join(dir, command))) return join(dir, command);
+  }
+  return null;
+}
+
+/**
+ * The file and arguments to spawn so that `command` gets `signal` when the daemon dies (same pid: setpriv execs
+ * it). Without setpriv, or when `command` is not there (spawn's own ENOENT then names it), it is run as it is.
+ */
+export function tiedToDaemon(
+  command: string,
+  args: string[],
+  signal: 'KILL' | 'TERM' | 'INT' = 'KILL',
+): { file: string; args: string[] } {
+  const wrapper = findSetpriv();
+  const target = onPath(command);
+  if (!wrapper || !target) return { file: command, args };
+  return { file: wrapper, args: ['--pdeathsig', signal, '--', target, ...args] };
+}

@@ -1,0 +1,59 @@
+// A child started through tiedToDaemon ends when the daemon is killed with -9; a missing command is left to spawn.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { onPath, tiedToDaemon } from '../../src/probes/tied.js';
+
+const haveSetpriv = onPath('setpriv', '/usr/bin:/bin') !== null;
+
+/** Whether `pid` still runs (a zombie waiting for its reaper counts as ended). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+describe('tiedToDaemon', () => {
+  it('leaves a command that is not there as it is, so that spawn names it in its ENOENT', () => {
+    expect(tiedToDaemon('podwire-no-such-command', ['-x'])).toEqual({
+      file: 'podwire-no-such-command',
+      args: ['-x'],
+    });
+  });
+
+  it.skipIf(!haveSetpriv)(
+    `ends the child when its parent is killed with -9${haveSetpriv ? '' : ' (skipped: needs setpriv from util-linux)'}`,
+    async () => {
+      // A stand-in daemon (the built podwire's tied.js): starts `sleep` tied to it, prints the pid, and waits.
+      const daemon = spawn(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `import { spawn } from 'node:child_process';
+           import { tiedToDaemon } from '${process.cwd()}/dist/src/probes/tied.js';
+           const run = tiedToDaemon('sleep', ['600']);
+           const child = spawn(run.file, run.args, { stdio: 'ignore' });
+           console.log(child.pid);
+           setInterval(() => {}, 1000);`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      const pid = await new Promise<number>((resolve) =>
+        daemon.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim()))),
+      );
+      expect(running(pid)).toBe(true);
+      expect(readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe('sleep');
+      daemon.kill('SIGKILL');
+      const deadline = Date.now() + 5000;
+      while (running(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const left = running(pid);
+      if (left) process.kill(pid, 'SIGKILL');
+      expect(left).toBe(false);
+    },
+    15_000,
+  );
+});
