@@ -4,6 +4,7 @@ import type { HandshakeRecord } from './correlate/record.js';
 import type { ProbeEvent } from './events.js';
 import { type AssembleResult, Assembler } from './probes/assemble.js';
 import { parseBpftraceLine } from './probes/lines.js';
+import { millis } from './time.js';
 
 export interface PipelineCounters {
   lines: number;
@@ -11,6 +12,8 @@ export interface PipelineCounters {
   lostEvents: number;
   malformedLines: number;
   assemblyProblems: number;
+  /** Events read after newer ones had already gone on to the correlator: their handshake may lack them. */
+  lateEvents: number;
 }
 
 export interface PipelineOutput {
@@ -29,6 +32,14 @@ const defaultMaxHeldEvents = 100_000;
 /** The tag of the line a probe program prints when podwire asks how far it has been read (probes/tick.bt). */
 export const tickTag = 'tick';
 
+/**
+ * How a source's ticks bound what is still unread. `true`: its lines come in time order (the CRI reader's
+ * trace_pipe, and the kernel program as podwire recorded it before 'batches'), so its events say how far it has been
+ * read as its ticks do. `'batches'`: only its ticks do (probes/tick.bt): bpftrace prints one CPU's buffer after
+ * another, and after a starvation a newer line can come before an older one by any amount.
+ */
+export type TickMode = boolean | 'batches';
+
 export class Pipeline {
   private assemblers = new Map<string, Assembler>();
   /** Events waiting for the reorder window, sorted by time; those before `head` are already released. */
@@ -36,12 +47,15 @@ export class Pipeline {
   private head = 0;
   private newestNs = 0n;
   /**
-   * The sources that answer ticks, each with the newest time read from it (events and ticks). An event waits
+   * The sources that answer ticks, each with how far it has been read (its ticks; its events too, unless its
+   * TickMode is 'batches'). An event waits
    * until every one of them has been read a window past it: a program that falls behind (bpftrace starved of CPU
    * on a busy node) holds back the others' events instead of having its own judged too late. Sources that never
    * ticked (older recordings) are bounded by the newest event of any source, as before.
    */
   private marks = new Map<string, bigint>();
+  /** The sources whose events do not move their mark (TickMode 'batches'). */
+  private byTicksOnly = new Set<string>();
   private down = new Set<string>();
   /** One assembler result reused for every line: the hot path makes no lists of its own. */
   private readonly assembled: AssembleResult = { events: [], problems: [] };
@@ -52,7 +66,12 @@ export class Pipeline {
     lostEvents: 0,
     malformedLines: 0,
     assemblyProblems: 0,
+    lateEvents: 0,
   };
+  /** The newest event gone on to the correlator, and late events not yet told (at most one line per second). */
+  private releasedNs = 0n;
+  private lateUntold = 0;
+  private lateToldNs = 0n;
 
   constructor(
     options: CorrelatorOptions,
@@ -137,6 +156,7 @@ export class Pipeline {
     const mark = this.marks.get(source);
     let newest = mark ?? 0n;
     for (const event of events) {
+      if (event.ns < this.releasedNs) this.late(event, out);
       // Nearly in order already: walk back from the end to its place, after any event with the same timestamp,
       // so that the result is what a stable sort would give.
       let at = this.held.length;
@@ -146,9 +166,22 @@ export class Pipeline {
       if (event.ns > newest) newest = event.ns;
     }
     if (newest > this.newestNs) this.newestNs = newest;
-    if (mark !== undefined && newest > mark) this.marks.set(source, newest);
+    if (mark !== undefined && newest > mark && !this.byTicksOnly.has(source))
+      this.marks.set(source, newest);
     this.releaseReady(out);
     if (this.held.length - this.head > this.maxHeldEvents) this.overflow(out);
+  }
+
+  /** An event older than what already went on: counted, and told once per second of event time. */
+  private late(event: ProbeEvent, out: PipelineOutput): void {
+    this.counters.lateEvents++;
+    this.lateUntold++;
+    if (event.ns - this.lateToldNs < 1_000_000_000n && this.lateToldNs !== 0n) return;
+    out.problems.push(
+      `${this.lateUntold} event(s) read ${Math.round(millis(event.ns, this.releasedNs))} ms after newer ones had gone on (first: ${event.kind}); the handshakes they belong to may lack them (bpftrace starved of CPU? podwire doctor)`,
+    );
+    this.lateUntold = 0;
+    this.lateToldNs = event.ns;
   }
 
   /** A source stopped answering without being reported down: go on rather than hold without end. */
@@ -178,6 +211,7 @@ export class Pipeline {
       if (cutoff !== null && event.ns > cutoff) break;
       this.head++;
       this.counters.events++;
+      if (event.ns > this.releasedNs) this.releasedNs = event.ns;
       this.correlator.pushInto(event, out.records);
     }
     // Drop what was released once it is most of the array, so that holding stays O(1) per event.
@@ -193,14 +227,20 @@ export class Pipeline {
    * cannot be reported complete. A program that `ticks` (answers tick requests) is waited for from the moment it is
    * up: nothing of it has been read yet.
    */
-  probeState(source: string, state: 'up' | 'down' | 'gone', ticks = false): PipelineOutput {
+  probeState(
+    source: string,
+    state: 'up' | 'down' | 'gone',
+    ticks: TickMode = false,
+  ): PipelineOutput {
     // What arrived before the change is judged as it stood: released first, so replays agree with the live run.
     const out: PipelineOutput = { records: [], problems: [] };
     this.release(null, out);
     this.marks.delete(source);
     this.down.delete(source);
     if (state === 'down') this.down.add(source);
+    this.byTicksOnly.delete(source);
     if (state === 'up' && ticks) this.marks.set(source, 0n);
+    if (state === 'up' && ticks === 'batches') this.byTicksOnly.add(source);
     this.correlator.blind = this.down.size > 0;
     if (state !== 'up') this.correlator.eventsLost();
     return out;

@@ -19,7 +19,11 @@ export function replayLine(
   }
   if (typeof parsed.src !== 'string') return null;
   if (parsed.probe === 'up' || parsed.probe === 'down' || parsed.probe === 'gone')
-    return pipeline.probeState(parsed.src, parsed.probe, parsed.ticks === true);
+    return pipeline.probeState(
+      parsed.src,
+      parsed.probe,
+      parsed.ticks === true || parsed.ticks === 'batches' ? parsed.ticks : false,
+    );
   if (typeof parsed.raw !== 'string') return null;
   return pipeline.push(parsed.src, parsed.raw);
 }

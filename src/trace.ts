@@ -3,7 +3,7 @@ import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { getPriority } from 'node:os';
 import type { HandshakeRecord } from './correlate/record.js';
 import { type StatusEvent, status } from './events.js';
-import { Pipeline, type PipelineOutput } from './pipeline.js';
+import { Pipeline, type PipelineOutput, type TickMode } from './pipeline.js';
 import { runningRuntimes } from './probes/discover.js';
 import { onPollTick } from './probes/fifo-lines.js';
 import {
@@ -96,7 +96,7 @@ export class Tracer {
   }
 
   /** A probe program went down, came back or is gone: recorded too, so that a replay is as blind as the live run was. */
-  private probeState(name: string, state: 'up' | 'down' | 'gone', ticks = false): void {
+  private probeState(name: string, state: 'up' | 'down' | 'gone', ticks: TickMode = false): void {
     this.recording?.write(
       `${JSON.stringify({ src: name, probe: state, ...(ticks ? { ticks } : {}) })}\n`,
     );
@@ -104,7 +104,7 @@ export class Tracer {
   }
 
   /** `ticks`: the program answers tick requests (see requestTicks), so its events are waited for. */
-  private attachedOne(name: string, probes: number, restarts: number, ticks: boolean): void {
+  private attachedOne(name: string, probes: number, restarts: number, ticks: TickMode): void {
     this.attached.add(name);
     this.probeState(name, 'up', ticks);
     if (this.readyAnnounced) {
@@ -137,7 +137,8 @@ export class Tracer {
       program,
       {
         line: (raw) => this.line(name, raw),
-        attached: (probes) => this.attachedOne(name, probes, runner.restartCount, true),
+        // bpftrace: a tick bounds the unread at the start of its print batch (probes/tick.bt).
+        attached: (probes) => this.attachedOne(name, probes, runner.restartCount, 'batches'),
         died: (message, restartInMs) =>
           this.probeDied(
             name,

@@ -44,7 +44,11 @@ export function prefixFilter(argument: string, prefixes: string[]): string {
 
 /** Printed once every probe is attached (bpftrace fires BEGIN after attaching): the runner's ready signal. */
 export const readyLine = 'podwire_ready';
-const readyProbe = `BEGIN { printf("${readyLine}\\n"); }`;
+/**
+ * The one BEGIN a program may have: bpftrace's own pid, which BEGIN runs in, for tick.bt (@podwire_self); then the
+ * ready line.
+ */
+export const beginProbe = `BEGIN { @podwire_self[0] = pid; printf("${readyLine}\\n"); }`;
 
 export interface KernelProgramOptions {
   cniBinDirs: string[];
@@ -101,7 +105,7 @@ export function kernelProgram(options: KernelProgramOptions): string {
   // END clears every map so that bpftrace does not print what is left of them when it stops.
   const maps = [...new Set([...program.matchAll(/@(\w+)\[/g)].map((m) => m[1]))];
   const endProbe = `END {\n${maps.map((map) => `  clear(@${map});`).join('\n')}\n}`;
-  return `${program}\n${readyProbe}\n${endProbe}\n`
+  return `${program}\n${beginProbe}\n${endProbe}\n`
     .replaceAll('{{CNI_BIN_FILTER}}', prefixFilter('args->filename', binDirs))
     .replaceAll('{{NETNS_DIR_FILTER_MOUNT}}', prefixFilter('args->dir_name', netnsDirs))
     .replaceAll('{{NETNS_DIR_FILTER_UMOUNT}}', prefixFilter('args->name', netnsDirs))
