@@ -43,6 +43,7 @@ export interface StatusEvent {
     | 'probe-restarted'
     | 'probe-failed'
     | 'events-lost'
+    | 'events-late'
     | 'runtime-found'
     | 'runtime-gone'
     | 'runtime-unsupported'

@@ -22,6 +22,8 @@ export interface PipelineOutput {
   problems: string[];
   attached?: { source: string; probes: number };
   lost?: number;
+  /** Events that came after newer ones had gone on, told at most once per second of event time. */
+  late?: { count: number; message: string };
 }
 
 /** Events from different CPUs can arrive out of order by a little: hold each this long (event time) and sort. */
@@ -177,9 +179,10 @@ export class Pipeline {
     this.counters.lateEvents++;
     this.lateUntold++;
     if (event.ns - this.lateToldNs < 1_000_000_000n && this.lateToldNs !== 0n) return;
-    out.problems.push(
-      `${this.lateUntold} event(s) read ${Math.round(millis(event.ns, this.releasedNs))} ms after newer ones had gone on (first: ${event.kind}); the handshakes they belong to may lack them (bpftrace starved of CPU? podwire doctor)`,
-    );
+    out.late = {
+      count: this.lateUntold,
+      message: `${this.lateUntold} event(s) read ${Math.round(millis(event.ns, this.releasedNs))} ms after newer ones had gone on (first: ${event.kind}); the handshakes they belong to may lack them (bpftrace starved of CPU? podwire doctor)`,
+    };
     this.lateUntold = 0;
     this.lateToldNs = event.ns;
   }

@@ -87,6 +87,14 @@ export class Tracer {
           { source, lost: output.lost, lostTotal: this.pipeline.counters.lostEvents },
         ),
       );
+    if (output.late)
+      this.emit(
+        status('events-late', output.late.message, {
+          source,
+          late: output.late.count,
+          lateTotal: this.pipeline.counters.lateEvents,
+        }),
+      );
     for (const problem of output.problems) this.emit(status('input-problem', problem, { source }));
   }
 

@@ -39,6 +39,7 @@ export class MetricsSink implements Sink {
   private readonly handshakes: Counter;
   private readonly teardowns: Counter;
   private readonly eventsLost: Counter;
+  private readonly eventsLate: Counter;
   private readonly probeRestarts: Counter;
 
   /** `droppedSpans`: what the OTLP export has dropped so far (nothing when it is off). */
@@ -70,6 +71,10 @@ export class MetricsSink implements Sink {
     this.eventsLost = meter.createCounter('podwire_events_lost_total', {
       description: 'Probe events the kernel dropped before podwire read them',
     });
+    this.eventsLate = meter.createCounter('podwire_events_late_total', {
+      description:
+        'Probe events read after newer ones had gone on: the handshakes they belong to may lack them',
+    });
     this.probeRestarts = meter.createCounter('podwire_probe_restarts_total', {
       description: 'Probe programs that died and were attached again',
     });
@@ -87,6 +92,7 @@ export class MetricsSink implements Sink {
       this.teardowns.add(0, { outcome });
     }
     this.eventsLost.add(0, { source: 'kernel' });
+    this.eventsLate.add(0, { source: 'kernel' });
     this.probeRestarts.add(0, { source: 'kernel' });
   }
 
@@ -95,6 +101,8 @@ export class MetricsSink implements Sink {
       const source = typeof record.source === 'string' ? record.source : 'unknown';
       if (record.state === 'events-lost' && typeof record.lost === 'number')
         this.eventsLost.add(record.lost, { source });
+      if (record.state === 'events-late' && typeof record.late === 'number')
+        this.eventsLate.add(record.late, { source });
       if (record.state === 'probe-restarted') this.probeRestarts.add(1, { source });
       return;
     }

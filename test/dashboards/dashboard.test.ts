@@ -11,6 +11,7 @@ import {
 
 /** The names podwire exports (src/sinks/metrics.ts, as the Prometheus exporter serves them). */
 const exportedMetrics = [
+  'podwire_events_late_total',
   'podwire_events_lost_total',
   'podwire_handshake_duration_seconds',
   'podwire_handshakes_total',

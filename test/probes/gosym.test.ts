@@ -84,7 +84,7 @@ function objdumpFirstInstructionBytes(binary: string, vaddr: number): Buffer {
 }
 
 describe.skipIf(!existsSync(DEBIAN_CONTAINERD))(
-  'containerd 1.6 from Debian (skipped: needs /usr/bin/containerd: npm run setup installs it)',
+  `containerd 1.6 from Debian${existsSync(DEBIAN_CONTAINERD) ? '' : ' (skipped: needs /usr/bin/containerd: npm run setup installs it)'}`,
   () => {
     let elf: ElfImage;
     let functions: GoFunctionTable;
@@ -189,7 +189,7 @@ describe.skipIf(!existsSync(DEBIAN_CONTAINERD))(
 );
 
 describe.skipIf(!existsSync(SID_CONTAINERD))(
-  `containerd 2.x from Debian sid (skipped: needs ${SID_CONTAINERD}: apt-get download containerd from sid and dpkg -x it there)`,
+  `containerd 2.x from Debian sid${existsSync(SID_CONTAINERD) ? '' : ` (skipped: needs ${SID_CONTAINERD}: apt-get download containerd from sid and dpkg -x it there)`}`,
   () => {
     let elf: ElfImage;
     let functions: GoFunctionTable;
@@ -275,7 +275,7 @@ describe('files that are not Go binaries', () => {
   });
 
   it.skipIf(!existsSync(DEBIAN_CONTAINERD))(
-    'finds the tables by their headers when the section headers are gone (skipped: needs /usr/bin/containerd)',
+    `finds the tables by their headers when the section headers are gone${existsSync(DEBIAN_CONTAINERD) ? '' : ' (skipped: needs /usr/bin/containerd)'}`,
     () => {
       const data = readFileSync(DEBIAN_CONTAINERD);
       const full = table(load(DEBIAN_CONTAINERD));
@@ -293,7 +293,7 @@ describe('files that are not Go binaries', () => {
   );
 
   it.skipIf(!existsSync(DEBIAN_CONTAINERD))(
-    'never throws on a truncated or corrupted containerd (skipped: needs /usr/bin/containerd)',
+    `never throws on a truncated or corrupted containerd${existsSync(DEBIAN_CONTAINERD) ? '' : ' (skipped: needs /usr/bin/containerd)'}`,
     // 20 corrupted copies of a ~50 MB binary, each parsed: ~4 s alone, past the 5 s default beside other files.
     { timeout: 60_000 },
     () => {

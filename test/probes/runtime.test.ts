@@ -69,7 +69,7 @@ async function expectConsistentPoints(
 }
 
 describe.skipIf(!existsSync(DEBIAN_CONTAINERD) || !hasObjdump)(
-  'containerd 1.6 from Debian (skipped: needs /usr/bin/containerd and objdump: npm run setup installs them)',
+  `containerd 1.6 from Debian${existsSync(DEBIAN_CONTAINERD) && hasObjdump ? '' : ' (skipped: needs /usr/bin/containerd and objdump: npm run setup installs them)'}`,
   () => {
     let inspection: RuntimeInspection;
     beforeAll(async () => {
@@ -100,7 +100,7 @@ describe.skipIf(!existsSync(DEBIAN_CONTAINERD) || !hasObjdump)(
 );
 
 describe.skipIf(!existsSync(SID_CONTAINERD) || !hasObjdump)(
-  `containerd 2.x from Debian sid (skipped: needs ${SID_CONTAINERD} and objdump: see test/probes/gosym.test.ts)`,
+  `containerd 2.x from Debian sid${existsSync(SID_CONTAINERD) && hasObjdump ? '' : ` (skipped: needs ${SID_CONTAINERD} and objdump: see test/probes/gosym.test.ts)`}`,
   () => {
     let inspection: RuntimeInspection;
     beforeAll(async () => {
@@ -134,7 +134,7 @@ async function getterOffset(binary: string, fn: GoFunction): Promise<number> {
 }
 
 describe.skipIf(!existsSync(DEBIAN_CONTAINERD) || !hasObjdump)(
-  "request and response layout, checked against the binary's own cri-api getters (skipped: needs /usr/bin/containerd and objdump)",
+  `request and response layout, checked against the binary's own cri-api getters${existsSync(DEBIAN_CONTAINERD) && hasObjdump ? '' : ' (skipped: needs /usr/bin/containerd and objdump)'}`,
   () => {
     let find: (member: string) => GoFunction;
     beforeAll(() => {
@@ -226,7 +226,7 @@ describe('binaries that are not containerd', () => {
   });
 
   it.skipIf(!existsSync('/usr/lib/cni/bridge'))(
-    'tells a Go binary without CRI handlers apart (skipped: needs /usr/lib/cni/bridge, a Go program)',
+    `tells a Go binary without CRI handlers apart${existsSync('/usr/lib/cni/bridge') ? '' : ' (skipped: needs /usr/lib/cni/bridge, a Go program)'}`,
     async () => {
       const result = await inspectContainerd('/usr/lib/cni/bridge');
       expect(result).toMatchObject({ error: expect.stringMatching(/without CRI handlers/) });
@@ -245,7 +245,7 @@ describe('binaries that are not containerd', () => {
   });
 
   it.skipIf(!existsSync(DEBIAN_CONTAINERD))(
-    'explains a truncated containerd (skipped: needs /usr/bin/containerd)',
+    `explains a truncated containerd${existsSync(DEBIAN_CONTAINERD) ? '' : ' (skipped: needs /usr/bin/containerd)'}`,
     async () => {
       const cut = join(scratch, 'cut');
       writeFileSync(cut, readFileSync(DEBIAN_CONTAINERD).subarray(0, 30 << 20));

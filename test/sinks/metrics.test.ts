@@ -38,6 +38,14 @@ describe('--metrics after two real recordings (ten pods; an IPAM range too small
     });
     sink.write({
       kind: 'status',
+      state: 'events-late',
+      time: '',
+      message: '',
+      source: 'kernel',
+      late: 3,
+    });
+    sink.write({
+      kind: 'status',
       state: 'probe-restarted',
       time: '',
       message: '',
@@ -109,6 +117,7 @@ describe('--metrics after two real recordings (ten pods; an IPAM range too small
 
   it("counts the daemon's own losses", () => {
     expect(sample(text, 'podwire_events_lost_total', { source: 'kernel' })).toBe(7);
+    expect(sample(text, 'podwire_events_late_total', { source: 'kernel' })).toBe(3);
     expect(sample(text, 'podwire_probe_restarts_total', { source: 'kernel' })).toBe(1);
     expect(sample(text, 'podwire_spans_dropped_total', { reason: 'queue-full' })).toBe(0);
   });
