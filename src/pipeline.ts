@@ -116,8 +116,8 @@ export class Pipeline {
         this.counters.lostEvents += parsed.count;
         out.lost = parsed.count;
         // The lost events were among those held or about to come: every handshake in flight up to a window
-        // past the newest event seen may miss one.
-        this.release(null, out);
+        // past the newest event seen may miss one. Nothing is released for it: what waits for a program behind
+        // still waits (the line comes on bpftrace's stderr, ahead of the output it follows).
         this.correlator.eventsLost(this.newestNs + reorderWindowNs);
         break;
       case 'malformed':
@@ -194,8 +194,9 @@ export class Pipeline {
     // Half of them go, so that this happens once per stall rather than once per event.
     const upToNs = (this.held[this.held.length - Math.ceil(this.maxHeldEvents / 2)] as ProbeEvent)
       .ns;
-    this.release(upToNs, out);
+    // Marked before they go on: a handshake finished by what is released now may lack the program's events.
     this.correlator.eventsLost(upToNs + reorderWindowNs);
+    this.release(upToNs, out);
     out.problems.push(
       `${this.maxHeldEvents} events waited for ${behind || 'a probe program'} to be read further; the oldest went on without it and handshakes in flight are reported incomplete (is its bpftrace stuck? podwire doctor)`,
     );

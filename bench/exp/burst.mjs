@@ -1,6 +1,8 @@
 // Experiment: a burst of pods with `podwire trace` running — PODS (50) created PAR (10) at a time, then deleted.
-// Root and a build. Prints how many were created, the records by kind and outcome (and ok handshakes without
-// their veth create step), and every status line but the start's and the stop's (lost events would show here).
+// Root and a build. Prints how many were created, the records by kind and outcome (and ok handshakes without one
+// of the lab's bridge steps), how long after its RunPodSandbox returned each handshake record came (median, max),
+// and every status line but the start's and the stop's (lost or late events would show here).
+// PLUGIN_PROBES=syscalls traces the plugins at the syscalls.
 
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -14,11 +16,20 @@ const q = () => undefined;
 const paths = labPaths();
 const started = (await labUp(paths, {}, q)) === 'started';
 try {
-  const child = spawn(process.execPath, [`${root}/src/cli.js`, 'trace'], {
+  const probes = process.env.PLUGIN_PROBES ? ['--plugin-probes', process.env.PLUGIN_PROBES] : [];
+  const child = spawn(process.execPath, [`${root}/src/cli.js`, 'trace', ...probes], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const counts = {};
   const statuses = [];
+  const latencies = [];
+  const steps = [
+    'netns create',
+    'cni ADD loopback',
+    'cni ADD bridge',
+    'ipam host-local',
+    'veth create',
+  ];
   await new Promise((res) =>
     createInterface({ input: child.stdout }).on('line', (l) => {
       const o = JSON.parse(l);
@@ -28,12 +39,11 @@ try {
       } else {
         const k = `${o.kind}:${o.outcome}`;
         counts[k] = (counts[k] ?? 0) + 1;
-        if (
-          o.outcome === 'ok' &&
-          o.kind === 'handshake' &&
-          !(o.phases ?? []).some((p) => p.name === 'veth create')
-        )
-          counts['ok-missing-veth'] = (counts['ok-missing-veth'] ?? 0) + 1;
+        const names = new Set((o.phases ?? []).map((p) => p.name));
+        if (o.outcome === 'ok' && o.kind === 'handshake' && !steps.every((step) => names.has(step)))
+          counts['ok-missing-steps'] = (counts['ok-missing-steps'] ?? 0) + 1;
+        const run = (o.phases ?? []).find((p) => p.name === 'cri RunPodSandbox');
+        if (o.kind === 'handshake' && run?.end) latencies.push(Date.now() - Date.parse(run.end));
       }
     }),
   );
@@ -57,6 +67,10 @@ try {
     child.kill('SIGINT');
   });
   console.log(JSON.stringify(counts));
+  latencies.sort((a, b) => a - b);
+  console.log(
+    `record after RunPodSandbox returned: median ${latencies[Math.floor(latencies.length / 2)]} ms, max ${latencies.at(-1)} ms`,
+  );
   console.log(
     statuses.filter((s) => !/^(runtime-found|plugin-probes|probe-up)/.test(s)).join('\n'),
   );

@@ -139,6 +139,21 @@ describe('a bpftrace that falls behind the CRI reader (real recording with ticks
     expect(run(recording.lines).late).toBe(0);
   });
 
+  it('events lost while the kernel lines come 2 s late: the handshakes it may touch are incomplete, none ok without steps', () => {
+    // bpftrace says so on stderr, which the daemon reads at once: the line comes ahead of the output it follows.
+    const lines = delayed(recording.lines, 'kernel', lag);
+    const half = Math.floor(lines.length / 2);
+    const withLoss = [
+      ...lines.slice(0, half),
+      { src: 'kernel', raw: 'Lost 9 events' },
+      ...lines.slice(half),
+    ];
+    const records = replay(recording.header, withLoss);
+    expect(okMissingSteps(records)).toEqual([]);
+    expect(records.filter((r) => r.outcome === 'incomplete').length).toBeGreaterThan(0);
+    expect(records.filter((r) => r.kind === 'handshake')).toHaveLength(10);
+  });
+
   it('gives the same records when the CRI reader is the one behind', () => {
     const cri = recording.lines.find((line) => line.src?.startsWith('cri:'))?.src as string;
     const lines = delayed(recording.lines, cri, lag);
