@@ -27,6 +27,7 @@ import {
   labUpWithTinyRange,
   podwire,
   rootReason,
+  running,
 } from './lab/node.js';
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from './otel/otlp-receiver.js';
 import { sample } from './otel/prometheus.js';
@@ -122,16 +123,6 @@ function childrenOf(pid: number): { pid: number; comm: string }[] {
     }
   }
   return children;
-}
-
-/** Whether `pid` still runs (a zombie waiting for init counts as ended). */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -67,6 +67,16 @@ export function mountPoints(): string[] {
     .map((line) => line.split(' ')[4] ?? '');
 }
 
+/** Whether `pid` still runs (a zombie waiting for its reaper counts as ended). */
+export function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 /** Processes whose command line mentions the lab's state dir: its containerd (config) and its shims (socket). */
 export function labProcesses(): number[] {
   const pids: number[] = [];

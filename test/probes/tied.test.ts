@@ -3,18 +3,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { onPath, tiedToDaemon } from '../../src/probes/tied.js';
+import { running } from '../lab/node.js';
 
 const haveSetpriv = onPath('setpriv', '/usr/bin:/bin') !== null;
-
-/** Whether `pid` still runs (a zombie waiting for its reaper counts as ended). */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 describe('tiedToDaemon', () => {
   it('leaves a command that is not there as it is, so that spawn names it in its ENOENT', () => {
