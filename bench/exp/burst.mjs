@@ -30,7 +30,11 @@ try {
     'ipam host-local',
     'veth create',
   ];
-  await new Promise((res) =>
+  await new Promise((res, rej) => {
+    // A tracer that ends before it is ready (a bad option) ends the experiment, and the lab goes down.
+    child.once('exit', (code) =>
+      rej(new Error(`podwire trace exited (${code}) before it was ready`)),
+    );
     createInterface({ input: child.stdout }).on('line', (l) => {
       const o = JSON.parse(l);
       if (o.kind === 'status') {
@@ -45,8 +49,9 @@ try {
         const run = (o.phases ?? []).find((p) => p.name === 'cri RunPodSandbox');
         if (o.kind === 'handshake' && run?.end) latencies.push(Date.now() - Date.parse(run.end));
       }
-    }),
-  );
+    });
+  });
+  child.removeAllListeners('exit');
   const t0 = Date.now();
   const made = await createPods(
     paths,
