@@ -234,7 +234,8 @@ export async function removeStaleGroups(): Promise<StaleGroups> {
       await removeGroup(group, events);
       result.removed.push(group);
     } catch (error) {
-      // Not fatal: this daemon's own groups have other names; the stale one keeps costing its runtime a little.
+      // Not fatal: tracing goes on. The stale group keeps costing its runtime a little, and should this daemon's
+      // pid be the dead one's (a container restarted), that runtime's CRI probes fail with a status saying why.
       result.problems.push(
         `cannot remove the uprobe events left by a podwire that died (${group}): ${(error as Error).message}`,
       );
@@ -244,7 +245,7 @@ export async function removeStaleGroups(): Promise<StaleGroups> {
 }
 
 /** The pids that hold `file` open (from /proc/PID/fd), podwire's own and others alike. */
-export function holdersOf(file: string): number[] {
+function holdersOf(file: string): number[] {
   const holders: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;

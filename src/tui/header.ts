@@ -42,6 +42,7 @@ const noticeStates = new Set<StatusEvent['state']>([
   'probe-failed',
   'probe-restarted',
   'events-lost',
+  'events-late',
   'runtime-gone',
   'runtime-unsupported',
   'input-problem',
