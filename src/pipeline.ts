@@ -122,7 +122,9 @@ export class Pipeline {
         break;
       case 'malformed':
         this.counters.malformedLines++;
-        out.problems.push(`unreadable line from bpftrace (${source}): ${parsed.why}`);
+        out.problems.push(
+          `unreadable probe line (${source}): ${parsed.why}: ${parsed.text.slice(0, 120)}`,
+        );
         break;
       case 'other':
         break;

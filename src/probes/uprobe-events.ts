@@ -403,7 +403,13 @@ export class UprobeEventsRunner {
   read(): void {
     const stdout = new FifoLines((raw) => {
       const lines = traceLineToProbeLines(raw, this.byEvent, (tid) => this.tgid(tid));
-      if (typeof lines === 'string') return;
+      if (typeof lines === 'string') {
+        // Not dropped unseen: trace_pipe's "[LOST N EVENTS]" counts as bpftrace's losses do (what is in flight is
+        // reported incomplete); any other line goes on as it came, counted as unreadable and kept in a recording.
+        const lost = /\[LOST (\d+) EVENTS\]/.exec(raw);
+        this.events.line(lost ? `Lost ${lost[1]} events` : raw);
+        return;
+      }
       for (const data of lines)
         this.events.line(JSON.stringify({ type: 'printf', data: `${data}\n` }));
     });

@@ -1,7 +1,7 @@
 // Ticks: how podwire learns how far each probe program has been read (probes/tick.bt, the CRI reader's
 // trace_marker). Real bpftrace and real tracefs, as root.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, getPriority } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -136,6 +136,50 @@ describe.skipIf(why !== '')(
         expect(overtaken).toEqual([]);
       },
     );
+
+    it("the CRI reader: a line it cannot read goes on as it came, and trace_pipe's LOST as lost events", {
+      timeout: 60_000,
+    }, async () => {
+      const inspection = await inspectContainerd(containerd);
+      if ('error' in inspection) throw new Error(inspection.error);
+      const lines: string[] = [];
+      let attached = false;
+      const runner = new UprobeEventsRunner(
+        'cri:unreadable-test',
+        inspection,
+        {
+          line: (raw) => lines.push(raw),
+          attached: () => {
+            attached = true;
+          },
+          died: (message) => lines.push(`died: ${message}`),
+        },
+        96,
+      );
+      expect(runner.attach()).toBeNull();
+      stops.push(() => runner.stop());
+      const instance = join(tracefs, 'instances', `podwire_${process.pid}_96`);
+      // A buffer of one page per CPU, so that what is written while the reader is stopped overflows it.
+      writeFileSync(join(instance, 'buffer_size_kb'), '4');
+      runner.read();
+      await until('the reader', () => attached && runner.readerPid !== undefined);
+      const marker = join(instance, 'trace_marker');
+      appendFileSync(marker, 'not a uprobe event\n');
+      await until('the unreadable line', () => lines.some((l) => l.includes('not a uprobe event')));
+      const reader = runner.readerPid as number;
+      process.kill(reader, 'SIGSTOP');
+      try {
+        for (let i = 0; i < 2000; i++) appendFileSync(marker, `filler ${i} ${'x'.repeat(64)}\n`);
+      } finally {
+        process.kill(reader, 'SIGCONT');
+      }
+      await until('a lost-events line', () => lines.some((l) => /^Lost \d+ events$/.test(l)));
+      const lost = lines.find((l) => /^Lost \d+ events$/.test(l)) as string;
+      expect(parseBpftraceLine(lost)).toEqual({ type: 'lost', count: expect.any(Number) });
+      expect(
+        parseBpftraceLine(lines.find((l) => l.includes('not a uprobe event')) as string).type,
+      ).toBe('malformed');
+    });
 
     it('the CRI reader: tick() writes its trace_marker and the tick comes back through trace_pipe, timed', {
       timeout: 60_000,
