@@ -2,7 +2,7 @@
 // Root and a build. Prints how many were created, the records by kind and outcome (and ok handshakes without one
 // of the lab's bridge steps), how long after its RunPodSandbox returned each handshake record came (median, max),
 // and every status line but the start's and the stop's (lost or late events would show here).
-// PLUGIN_PROBES=syscalls traces the plugins at the syscalls.
+// PLUGIN_PROBES=syscalls traces the plugins at the syscalls; RECORD=FILE keeps the tracer's recording.
 
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -17,6 +17,7 @@ const paths = labPaths();
 const started = (await labUp(paths, {}, q)) === 'started';
 try {
   const probes = process.env.PLUGIN_PROBES ? ['--plugin-probes', process.env.PLUGIN_PROBES] : [];
+  if (process.env.RECORD) probes.push('--record', process.env.RECORD);
   const child = spawn(process.execPath, [`${root}/src/cli.js`, 'trace', ...probes], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });

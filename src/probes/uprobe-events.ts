@@ -172,8 +172,9 @@ export function traceLineToProbeLines(
     const [, tid, seconds, fraction] = tick;
     return [`tick\t${traceNs(seconds, fraction)}\t${tgidOf(Number(tid))}\t${tid}`];
   }
+  // dotAll: the bytes fetched past a Go string can hold a carriage return, which '.' would not match.
   const match =
-    /^\s*.*?-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+\S+\s+(\d+)\.(\d+):\s+(\w+):\s+\(0x[0-9a-f]+\)(.*)$/.exec(
+    /^\s*.*?-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+\S+\s+(\d+)\.(\d+):\s+(\w+):\s+\(0x[0-9a-f]+\)(.*)$/s.exec(
       raw,
     );
   if (!match) return `not a uprobe event line: "${raw.slice(0, 80)}"`;
@@ -197,6 +198,14 @@ export function traceLineToProbeLines(
     `cri_enter\t${head}\t${definition.method}\t${g}\t${names.length}`,
     ...names.map((name) => `cri_arg\t${head}\t${g}\t${name}\t${cut(args, name)}`),
   ];
+}
+
+/**
+ * Whether a trace line ends inside a quoted string: the bytes fetched past a Go string held a newline, and the
+ * line that follows is the rest of this entry, not an entry of its own.
+ */
+export function unclosedString(raw: string): boolean {
+  return (raw.match(/"/g)?.length ?? 0) % 2 === 1;
 }
 
 /**
@@ -401,8 +410,13 @@ export class UprobeEventsRunner {
    * timer (fifo-lines.ts): one wake-up of the daemon for many CRI calls.
    */
   read(): void {
+    let previousUnclosed = false;
     const stdout = new FifoLines((raw) => {
       const lines = traceLineToProbeLines(raw, this.byEvent, (tid) => this.tgid(tid));
+      const continued = previousUnclosed;
+      previousUnclosed = typeof lines !== 'string' && unclosedString(raw);
+      // The rest of an entry whose fetched bytes held a newline: its strings were cut at their lengths already.
+      if (typeof lines === 'string' && continued) return;
       if (typeof lines === 'string') {
         // Not dropped unseen: trace_pipe's "[LOST N EVENTS]" counts as bpftrace's losses do (what is in flight is
         // reported incomplete); any other line goes on as it came, counted as unreadable and kept in a recording.

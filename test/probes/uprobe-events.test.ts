@@ -6,6 +6,7 @@ import {
   criEventDefinitions,
   type EventDefinition,
   traceLineToProbeLines,
+  unclosedString,
 } from '../../src/probes/uprobe-events.js';
 
 const containerd = '/usr/bin/containerd';
@@ -83,6 +84,32 @@ describe('trace_pipe lines to probe lines', () => {
     expect(traceLineToProbeLines(line, definitions, tgidOf)).toEqual([
       `cri_return\t6395007226000\t16547\t25841\tRunPodSandbox\tc00050d040\t0\t${id}`,
     ]);
+  });
+
+  it('reads an entry whose fetched bytes past a string hold a carriage return (recorded on the lab)', () => {
+    // From bench/exp/burst.mjs with RECORD=... on Debian's containerd: the line podwire used to drop unseen, and
+    // with it the RunPodSandbox entry (the handshake then had no CRI call).
+    const line =
+      '           <...>-23351   [000] DBZff 35942.450134: RunPodSandbox_in: (0x1d992ca) g=0xc00018fd40 name_len=11 ' +
+      'name="burst-4dsxlburst\r" uid_len=36 uid="cdc80ed4-4fc1-4b9b-856e-c252cb3253dc" namespace_len=5 namespace="burst\r"';
+    expect(traceLineToProbeLines(line, definitions, tgidOf)).toEqual([
+      'cri_enter\t35942450134000\t0\t23351\tRunPodSandbox\tc00018fd40\t3',
+      'cri_arg\t35942450134000\t0\t23351\tc00018fd40\tname\tburst-4dsxl',
+      'cri_arg\t35942450134000\t0\t23351\tc00018fd40\tuid\tcdc80ed4-4fc1-4b9b-856e-c252cb3253dc',
+      'cri_arg\t35942450134000\t0\t23351\tc00018fd40\tnamespace\tburst',
+    ]);
+    expect(unclosedString(line)).toBe(false);
+    // The same entry had its bytes held a newline instead: two lines, the first ending inside a string.
+    const [first, rest] = line.replace('burst\r" uid_len', 'burst\n" uid_len').split('\n') as [
+      string,
+      string,
+    ];
+    expect(unclosedString(first)).toBe(true);
+    expect(traceLineToProbeLines(first, definitions, tgidOf)).toEqual([
+      'cri_enter\t35942450134000\t0\t23351\tRunPodSandbox\tc00018fd40\t1',
+      'cri_arg\t35942450134000\t0\t23351\tc00018fd40\tname\tburst-4dsxl',
+    ]);
+    expect(traceLineToProbeLines(rest, definitions, tgidOf)).toEqual(expect.any(String));
   });
 
   it('reads an id fetched as 64 bytes, and a failed read as unknown, never as the text "(fault)"', () => {
