@@ -423,26 +423,24 @@ export class Tracer {
   async stop(): Promise<void> {
     this.stopPolling?.();
     if (this.rescanTimer) clearInterval(this.rescanTimer);
-    if (!this.pipeline) {
-      await Promise.all(
-        [...this.runners, ...this.criRunners.values()].map((runner) => runner.stop()),
-      );
-      for (const sink of this.sinks) await sink.close();
-      return;
-    }
-    // One last round of ticks, so that what came before the stop is confirmed and judged whole (at most 1 s).
-    const asked = process.hrtime.bigint();
-    this.requestTicks();
-    for (let waited = 0; waited < 1000; waited += 20) {
-      const readUpTo = this.pipeline.readUpToNs;
-      if (readUpTo === null || readUpTo >= asked) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
+    const pipeline = this.pipeline as Pipeline | undefined;
+    if (pipeline) {
+      // One last round of ticks, so that what came before the stop is confirmed and judged whole (at most 1 s).
+      const asked = process.hrtime.bigint();
+      this.requestTicks();
+      for (let waited = 0; waited < 1000; waited += 20) {
+        const readUpTo = pipeline.readUpToNs;
+        if (readUpTo === null || readUpTo >= asked) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
     }
     await Promise.all(
       [...this.runners, ...this.criRunners.values()].map((runner) => runner.stop()),
     );
-    this.handle(this.pipeline.finish(), 'pipeline');
-    this.emit(status('stopped', 'podwire stopped', { counters: this.pipeline.counters }));
+    if (pipeline) {
+      this.handle(pipeline.finish(), 'pipeline');
+      this.emit(status('stopped', 'podwire stopped', { counters: pipeline.counters }));
+    }
     await new Promise<void>((resolve) =>
       this.recording ? this.recording.end(resolve) : resolve(),
     );

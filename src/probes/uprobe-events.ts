@@ -415,9 +415,9 @@ export class UprobeEventsRunner {
       const lines = traceLineToProbeLines(raw, this.byEvent, (tid) => this.tgid(tid));
       const continued = previousUnclosed;
       previousUnclosed = typeof lines !== 'string' && unclosedString(raw);
-      // The rest of an entry whose fetched bytes held a newline: its strings were cut at their lengths already.
-      if (typeof lines === 'string' && continued) return;
       if (typeof lines === 'string') {
+        // The rest of an entry whose fetched bytes held a newline: its strings were cut at their lengths already.
+        if (continued) return;
         // Not dropped unseen: trace_pipe's "[LOST N EVENTS]" counts as bpftrace's losses do (what is in flight is
         // reported incomplete); any other line goes on as it came, counted as unreadable and kept in a recording.
         const lost = /\[LOST (\d+) EVENTS\]/.exec(raw);
