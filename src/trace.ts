@@ -360,7 +360,18 @@ export class Tracer {
       runtime: 'containerd',
     });
     if (this.options.record) {
-      this.recording = createWriteStream(this.options.record);
+      const file = this.options.record;
+      this.recording = createWriteStream(file);
+      // A full disk (or a file removed under it) ends the recording, never the tracing.
+      this.recording.once('error', (error) => {
+        this.recording = null;
+        this.emit(
+          status(
+            'input-problem',
+            `the recording ${file} stopped: ${error.message}; tracing goes on without it (free space, or record elsewhere)`,
+          ),
+        );
+      });
       const header: RecordingHeader = {
         kind: 'podwire-recording',
         version: 1,

@@ -1,4 +1,5 @@
 // `podwire trace` and `podwire replay`: the tracer from the command line.
+import { closeSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import type { HandshakeRecord } from '../correlate/record.js';
@@ -164,6 +165,16 @@ export function registerTrace(program: Command): void {
           );
         }
         requireRoot('podwire trace');
+        if (options.record) {
+          try {
+            closeSync(openSync(options.record, 'w'));
+          } catch (error) {
+            fail(
+              'trace',
+              `cannot write the recording ${options.record}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}: give --record a file in a writable directory`,
+            );
+          }
+        }
         // The sinks are opened (and their options checked, with a one-line error) before the timeline takes the
         // terminal; what they say meanwhile waits for it.
         const timeline = wantsTimeline(options) ? new Relay() : null;
