@@ -1,6 +1,8 @@
 // tsc copies only .ts: the CRI proto subset and the pause image's C source travel next to the compiled JS, and the
-// recording the daemon warms its JIT with (src/warmup.ts) is put there gzipped.
-import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+// recording the daemon warms its JIT with (src/warmup.ts) is put there gzipped, and the library that makes bpftrace
+// read its buffers on a timer (src/probes/bpftrace-poll.c) is compiled when a C compiler is there.
+import { execFileSync } from 'node:child_process';
+import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 
@@ -20,3 +22,25 @@ writeFileSync(
   'dist/src/warmup.ndjson.gz',
   gzipSync(readFileSync('test/fixtures/recordings/ten-pods-plugin-uprobes.ndjson'), { level: 9 }),
 );
+
+// Without it podwire still traces, bpftrace woken for each event; its ready line says so.
+const pollLibrary = 'dist/src/probes/bpftrace-poll.so';
+rmSync(pollLibrary, { force: true });
+const cc = process.env.CC ?? 'cc';
+try {
+  execFileSync(
+    cc,
+    ['-O2', '-Wall', '-shared', '-fPIC', '-o', pollLibrary, 'src/probes/bpftrace-poll.c', '-ldl'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+} catch (error) {
+  const why =
+    error.code === 'ENOENT'
+      ? `${cc} not found`
+      : String(error.stderr ?? error.message)
+          .trim()
+          .split('\n')[0];
+  console.warn(
+    `build: ${pollLibrary} not built (${why}): bpftrace will be woken for each event; apt-get install gcc libc6-dev, then npm run build`,
+  );
+}

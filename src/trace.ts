@@ -29,6 +29,8 @@ export interface TraceOptions {
   bpftrace?: string;
   /** `syscalls`: probe the plugins' I/O at the system-wide syscalls even when their own code could be probed. */
   pluginProbes?: 'auto' | 'syscalls';
+  /** How often bpftrace reads its buffers (ms); 0: woken for each event. */
+  bpftracePollMs?: number;
 }
 
 /** The first line of a recording: what replay needs to give the same records as the live run. */
@@ -125,10 +127,13 @@ export class Tracer {
       );
     } else if (this.attached.size === this.runners.length + this.criRunners.size) {
       this.readyAnnounced = true;
+      const wakeups = this.runners.find((runner) => runner.name === 'kernel')?.wakeups;
       this.emit(
-        status('ready', `${this.attached.size} probe programs attached`, {
-          programs: [...this.attached],
-        }),
+        status(
+          'ready',
+          `${this.attached.size} probe programs attached${wakeups ? `; bpftrace ${wakeups}` : ''}`,
+          { programs: [...this.attached], ...(wakeups ? { bpftraceWakeups: wakeups } : {}) },
+        ),
       );
     }
   }
@@ -154,7 +159,12 @@ export class Tracer {
             runner.restartCount,
           ),
       },
-      this.options.bpftrace,
+      {
+        ...(this.options.bpftrace ? { bpftrace: this.options.bpftrace } : {}),
+        ...(this.options.bpftracePollMs !== undefined
+          ? { pollMs: this.options.bpftracePollMs }
+          : {}),
+      },
     );
     this.runners.push(runner);
     runner.start();

@@ -244,6 +244,13 @@ describe.skipIf(!isRoot)(
       expect(trace.records('handshake')).toEqual([]);
     });
 
+    it('has bpftrace read its buffers on a timer (bpftrace-poll.so, built by npm run build), not woken for each event', () => {
+      const ready = trace.lines.find((l) => l.kind === 'status' && l.state === 'ready') as
+        | { message: string; bpftraceWakeups?: string }
+        | undefined;
+      expect(ready?.bpftraceWakeups, ready?.message).toBe('reads its buffers every 25 ms');
+    });
+
     it("probes the plugins' netlink and stdout in their own code, not at the system-wide syscalls", () => {
       const where = trace.lines.find((l) => l.kind === 'status' && l.state === 'plugin-probes') as
         | { message: string; mode: string; plugins: string[] }

@@ -1,7 +1,7 @@
 // `podwire doctor`: what this node offers podwire (kernel, tracefs, bpftrace, runtimes, CNI plugins), each problem
 // with its fix in one line, and an exit code that says whether tracing can work.
 
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { runningRuntimes } from '../probes/discover.js';
@@ -15,6 +15,7 @@ import {
 } from '../probes/features.js';
 import { pluginFilesIn, surveyPlugins } from '../probes/plugins.js';
 import { defaultCniBinDirs } from '../probes/program.js';
+import { defaultPollMs, pollLibrary } from '../probes/runner.js';
 import { inspectContainerd } from '../probes/runtime.js';
 import { printJson } from './output.js';
 
@@ -155,7 +156,7 @@ export async function doctorReport(options: DoctorOptions): Promise<DoctorReport
     readNode(),
     Promise.all(runtimeTargets.map((t) => runtimeReport(t.binary, t.source, t.pids))),
   ]);
-  const checks = nodeChecks(readings);
+  const checks = [...nodeChecks(readings), pollLibraryCheck()];
 
   const defaults = defaultCniBinDirs.map((dir) => ({ dir, exists: isDirectory(dir) }));
   const cniBinDirs = options.cniBinDirs
@@ -175,6 +176,23 @@ export async function doctorReport(options: DoctorOptions): Promise<DoctorReport
     pluginProbes: { mode: survey.mode, reasons: survey.reasons, plugins: survey.plugins.length },
     ok: tracingCanWork(checks),
   };
+}
+
+/** Whether bpftrace can be made to read its buffers on a timer: without it every traced event wakes bpftrace. */
+function pollLibraryCheck(): Check {
+  const name = 'bpftrace poll';
+  return existsSync(pollLibrary)
+    ? {
+        name,
+        status: 'ok',
+        detail: `${pollLibrary}: bpftrace reads its buffers every ${defaultPollMs} ms, not woken for each event`,
+      }
+    : {
+        name,
+        status: 'warn',
+        detail: `${pollLibrary} is not built: bpftrace will be woken for each event, a cost to every traced process`,
+        fix: 'apt-get install gcc libc6-dev, then npm run build',
+      };
 }
 
 function isDirectory(path: string): boolean {

@@ -6,6 +6,7 @@ import type { HandshakeRecord } from '../correlate/record.js';
 import type { StatusEvent } from '../events.js';
 import type { Telemetry } from '../otel/telemetry.js';
 import { niceEveryThread } from '../priority.js';
+import { defaultPollMs } from '../probes/runner.js';
 import { replayFile } from '../replay.js';
 import { JaegerJsonSink } from '../sinks/jaeger-json.js';
 import { NdjsonSink, type Sink } from '../sinks/ndjson.js';
@@ -146,6 +147,12 @@ export function registerTrace(program: Command): void {
       "where to see the CNI plugins' netlink and stdout: auto (in their own code when every plugin allows it) or syscalls (system-wide syscall tracepoints: any plugin, at a cost to every process)",
       'auto',
     )
+    .option(
+      '--bpftrace-poll <ms>',
+      'how often bpftrace reads its buffers; 0: it is woken for each event, as bpftrace alone does, which costs each traced process a wake-up per event',
+      (v) => Number(v),
+      defaultPollMs,
+    )
     .action(
       async (
         options: {
@@ -156,12 +163,23 @@ export function registerTrace(program: Command): void {
           cniBinDir?: string[];
           nice: number;
           pluginProbes: string;
+          bpftracePoll: number;
         } & SinkOptions,
       ) => {
         if (options.pluginProbes !== 'auto' && options.pluginProbes !== 'syscalls') {
           fail(
             'trace',
             `--plugin-probes ${options.pluginProbes} is not a choice: use auto or syscalls`,
+          );
+        }
+        if (
+          !Number.isInteger(options.bpftracePoll) ||
+          options.bpftracePoll < 0 ||
+          options.bpftracePoll > 1000
+        ) {
+          fail(
+            'trace',
+            `--bpftrace-poll ${options.bpftracePoll} is not a number of milliseconds: give 0 to 1000 (default ${defaultPollMs})`,
           );
         }
         requireRoot('podwire trace');
@@ -199,6 +217,7 @@ export function registerTrace(program: Command): void {
             netnsDirs: traceDefaults.netnsDirs,
             runtimeBinaries: options.runtimeBinary ?? [],
             pluginProbes: options.pluginProbes,
+            bpftracePollMs: options.bpftracePoll,
             ...(options.record ? { record: options.record } : {}),
           },
           sinks,

@@ -1,9 +1,10 @@
 // Runs one bpftrace program as a child process: its JSON lines as a stream, restarts with backoff when it dies.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { FifoLines } from './fifo-lines.js';
 import { readyLine } from './program.js';
 import { tiedToDaemon } from './tied.js';
@@ -35,6 +36,23 @@ export function removeStaleProbeDirs(): void {
   }
 }
 
+/**
+ * The library preloaded into bpftrace so that it reads its buffers every few milliseconds instead of being woken for
+ * each event (bpftrace-poll.c), built next to this file by `npm run build`.
+ */
+export const pollLibrary = fileURLToPath(new URL('./bpftrace-poll.so', import.meta.url));
+
+/** How often bpftrace reads its buffers by default (ms): records wait this much longer, at most. */
+export const defaultPollMs = 25;
+
+export interface RunnerOptions {
+  bpftrace?: string;
+  /** 0: bpftrace is woken for each event, as it is alone. */
+  pollMs?: number;
+  /** bpftrace-poll.so; null: none (woken for each event). */
+  pollLibrary?: string | null;
+}
+
 export class ProbeRunner {
   private child: ChildProcess | null = null;
   private stopping = false;
@@ -45,13 +63,19 @@ export class ProbeRunner {
   private stderrTail: string[] = [];
   private reloading = false;
   private args: string[] = [];
+  private readonly bpftrace: string;
+  private readonly pollMs: number;
+  private readonly pollLibrary: string | null;
 
   constructor(
     readonly name: string,
     program: string,
     private readonly events: RunnerEvents,
-    private readonly bpftrace = 'bpftrace',
+    options: RunnerOptions = {},
   ) {
+    this.bpftrace = options.bpftrace ?? 'bpftrace';
+    this.pollMs = options.pollMs ?? defaultPollMs;
+    this.pollLibrary = options.pollLibrary === undefined ? pollLibrary : options.pollLibrary;
     this.dir = mkdtempSync(join(tmpdir(), `${probeDirPrefix}${process.pid}-`));
     this.file = join(this.dir, `${name.replace(/[^\w.-]+/g, '_')}.bt`);
     this.setProgram(program);
@@ -76,6 +100,26 @@ export class ProbeRunner {
     }
   }
 
+  /**
+   * How the running bpftrace learns of new events, as the ready line tells it: read every pollMs when it has loaded
+   * the library (its memory map says so), else woken for each one, and why.
+   */
+  get wakeups(): string {
+    if (this.pollMs <= 0) return 'is woken for each event (--bpftrace-poll 0)';
+    if (!this.pollLibrary) return 'is woken for each event (no bpftrace-poll library)';
+    if (!existsSync(this.pollLibrary))
+      return `is woken for each event: ${this.pollLibrary} is not built (apt-get install gcc libc6-dev, then npm run build)`;
+    let maps = '';
+    try {
+      maps = readFileSync(`/proc/${this.child?.pid}/maps`, 'utf8');
+    } catch {
+      return 'is woken for each event: bpftrace is not running';
+    }
+    return maps.includes(this.pollLibrary)
+      ? `reads its buffers every ${this.pollMs} ms`
+      : `is woken for each event: ${this.bpftrace} did not load ${this.pollLibrary} (a static or setuid bpftrace ignores LD_PRELOAD)`;
+  }
+
   get restartCount(): number {
     return this.restarts;
   }
@@ -87,7 +131,15 @@ export class ProbeRunner {
   start(): void {
     this.stderrTail = [];
     // BPFTRACE_STRLEN on 0.17, BPFTRACE_MAX_STRLEN on 0.23+: the probes read strings in 199-byte chunks.
-    const env = { ...process.env, BPFTRACE_STRLEN: '200', BPFTRACE_MAX_STRLEN: '200' };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      BPFTRACE_STRLEN: '200',
+      BPFTRACE_MAX_STRLEN: '200',
+    };
+    if (this.pollMs > 0 && this.pollLibrary && existsSync(this.pollLibrary)) {
+      env.LD_PRELOAD = [this.pollLibrary, process.env.LD_PRELOAD].filter(Boolean).join(' ');
+      env.PODWIRE_BPFTRACE_POLL_MS = String(this.pollMs);
+    }
     let probes = 0;
     // stdout through a FIFO read on a timer: one wake-up for many events (see fifo-lines.ts).
     const stdout = new FifoLines((raw) => {

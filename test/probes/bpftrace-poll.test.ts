@@ -1,0 +1,127 @@
+// bpftrace-poll.so: bpftrace reads its buffers on a timer instead of being woken for each event, and loses nothing
+// by it. Real bpftrace through the real runner, as root; events are getpgid calls of a perl loop (a pid that cannot
+// exist marks them).
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { beginProbe } from '../../src/probes/program.js';
+import { ProbeRunner, type RunnerOptions } from '../../src/probes/runner.js';
+import { onPath } from '../../src/probes/tied.js';
+import { isRoot } from '../lab/node.js';
+import { compilePollLibrary } from './poll-library.js';
+
+const library = isRoot && onPath('bpftrace') ? compilePollLibrary() : null;
+const why = !isRoot
+  ? 'needs root: it runs bpftrace'
+  : !onPath('bpftrace')
+    ? 'needs bpftrace: npm run setup installs it'
+    : library && 'why' in library
+      ? library.why
+      : '';
+const libraryPath = library && 'path' in library ? library.path : '';
+
+const marker = 4_194_304 + 23;
+const program = `tracepoint:syscalls:sys_enter_getpgid / args->pid == ${marker} / { printf("ev\\t%llu\\n", nsecs); }\n${beginProbe}\n`;
+
+/** `count` marked events from perl, `gapMs` apart. */
+function events(count: number, gapMs: number): void {
+  execFileSync('perl', [
+    '-e',
+    `for (1..${count}) { getpgrp(${marker}); select(undef, undef, undef, ${gapMs / 1000}) if ${gapMs}; }`,
+  ]);
+}
+
+/** Times bpftrace's main thread went to sleep (it sleeps in epoll_wait until woken or its timeout). */
+function sleepsOf(pid: number): number {
+  return Number(
+    /voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1],
+  );
+}
+
+async function until(what: string, done: () => boolean, ms = 20_000): Promise<void> {
+  const start = Date.now();
+  while (!done()) {
+    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe.skipIf(why !== '')(`bpftrace-poll.so${why ? ` (skipped: ${why})` : ''}`, () => {
+  const stops: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    for (const stop of stops) await stop();
+    if (library && 'remove' in library) library.remove();
+  });
+
+  async function started(
+    options: RunnerOptions,
+  ): Promise<{ runner: ProbeRunner; lines: string[] }> {
+    const lines: string[] = [];
+    let attached = false;
+    const runner = new ProbeRunner(
+      'poll-test',
+      program,
+      {
+        line: (raw) => lines.push(raw),
+        attached: () => {
+          attached = true;
+        },
+        died: (message) => lines.push(`died: ${message}`),
+      },
+      options,
+    );
+    stops.push(() => runner.stop());
+    runner.start();
+    await until('bpftrace to attach', () => attached, 30_000);
+    return { runner, lines };
+  }
+  const marked = (lines: string[]) => lines.filter((raw) => raw.includes('ev\\t')).length;
+
+  it('with it, bpftrace reads a thousand events a millisecond apart in a few dozen wake-ups instead of one each, every one of them', {
+    timeout: 90_000,
+  }, async () => {
+    const polled = await started({ pollLibrary: libraryPath });
+    const alone = await started({ pollLibrary: null });
+    expect(polled.runner.wakeups).toBe('reads its buffers every 25 ms');
+    expect(alone.runner.wakeups).toMatch(/^is woken for each event/);
+    const before = [sleepsOf(polled.runner.pid as number), sleepsOf(alone.runner.pid as number)];
+    events(1000, 1);
+    await until(
+      'every event from both',
+      () => marked(polled.lines) >= 1000 && marked(alone.lines) >= 1000,
+    );
+    const woke = [
+      sleepsOf(polled.runner.pid as number) - (before[0] as number),
+      sleepsOf(alone.runner.pid as number) - (before[1] as number),
+    ] as [number, number];
+    expect([marked(polled.lines), marked(alone.lines)]).toEqual([1000, 1000]);
+    expect(polled.lines.filter((raw) => /Lost|died/.test(raw))).toEqual([]);
+    // At most one wake-up per 25 ms of the ~1.2 s the loop ran (and the wait for the last ones), against one per
+    // event or so for bpftrace alone.
+    expect(woke[0]).toBeLessThan(150);
+    expect(woke[1]).toBeGreaterThan(2 * woke[0]);
+  });
+
+  it('an event on a quiet node arrives within a few poll intervals', {
+    timeout: 60_000,
+  }, async () => {
+    const { lines } = await started({ pollLibrary: libraryPath });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const sent = Date.now();
+    events(1, 0);
+    await until('the event', () => marked(lines) === 1, 5_000);
+    expect(Date.now() - sent).toBeLessThan(500);
+  });
+
+  it('stopped right after a burst, bpftrace prints every event before it exits, and exits at once', {
+    timeout: 60_000,
+  }, async () => {
+    const { runner, lines } = await started({ pollLibrary: libraryPath, pollMs: 1000 });
+    // 1,500 lines fit one CPU's 256 KiB buffer: none can be lost, and with a 1 s poll most are still in it.
+    events(1500, 0);
+    const stopping = Date.now();
+    await runner.stop();
+    expect(Date.now() - stopping).toBeLessThan(4_000);
+    expect(marked(lines)).toBe(1500);
+  });
+});
