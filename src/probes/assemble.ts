@@ -148,7 +148,8 @@ export class Assembler {
       case 'cni_gone':
         out.events.push({ ns, pid, tid, kind: 'cni_gone', status: f.int() });
         return;
-      case 'cni_out': {
+      case 'cni_out':
+      case 'cni_out_w': {
         const length = f.int();
         const chunk = f.int();
         const text = f.restEscaped();
@@ -156,19 +157,23 @@ export class Assembler {
         return;
       }
       case 'nl_send':
-      case 'nl_recv': {
+      case 'nl_send_w':
+      case 'nl_recv':
+      case 'nl_recv_w': {
         // Requests come in up to two chunks, answers in one (plugin-io.bt, plugin-io-syscalls.bt).
         const fd = f.int();
         const length = f.int();
         const netnsInum = f.int();
         const chunk = f.int();
         const text = f.restEscaped();
-        const chunks = bufferChunks(length, line.tag === 'nl_send' ? 2 : 1);
-        const key = line.tag === 'nl_send' ? `nl_send:${tid}` : `nl_recv:${tid}`;
+        const send = line.tag.startsWith('nl_send');
+        const chunks = bufferChunks(length, send ? 2 : 1);
+        const key = send ? `nl_send:${tid}` : `nl_recv:${tid}`;
         this.chunked(line, key, [fd, length, netnsInum], chunk, text, chunks, out);
         return;
       }
-      case 'sb_exec': {
+      case 'sb_exec':
+      case 'sb_exec_w': {
         const ppid = f.int();
         const netnsInum = f.int();
         const length = f.int();
@@ -317,7 +322,8 @@ export class Assembler {
         });
         return;
       }
-      case 'cni_out': {
+      case 'cni_out':
+      case 'cni_out_w': {
         const length = head[0] ?? Number.NaN;
         out.events.push({
           ns,
@@ -325,28 +331,32 @@ export class Assembler {
           tid,
           kind: 'cni_out',
           length,
-          bytes: bytesOfEscapedChunks(chunks, 'r', length),
+          bytes: bytesOfEscapedChunks(chunks, first.tag === 'cni_out' ? 'r' : 'words', length),
         });
         return;
       }
       case 'nl_send':
-      case 'nl_recv': {
+      case 'nl_send_w':
+      case 'nl_recv':
+      case 'nl_recv_w': {
         const length = head[1] ?? Number.NaN;
+        const words = first.tag.endsWith('_w');
         out.events.push({
           ns,
           pid,
           tid,
-          kind: first.tag,
+          kind: first.tag.startsWith('nl_send') ? 'nl_send' : 'nl_recv',
           fd: head[0] ?? Number.NaN,
           length,
           netnsInum: head[2] ?? Number.NaN,
-          bytes: bytesOfEscapedChunks(chunks, 'rx', length),
+          bytes: bytesOfEscapedChunks(chunks, words ? 'words' : 'rx', length),
         });
         return;
       }
-      case 'sb_exec': {
+      case 'sb_exec':
+      case 'sb_exec_w': {
         const length = head[2] ?? Number.NaN;
-        const bytes = bytesOfEscapedChunks(chunks, 'r', length);
+        const bytes = bytesOfEscapedChunks(chunks, first.tag === 'sb_exec' ? 'r' : 'words', length);
         const argv = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
           .toString('latin1')
           .split('\0');

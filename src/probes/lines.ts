@@ -400,19 +400,48 @@ function rInto(text: Uint8Array, size: number, out: Uint8Array, offset: number):
   return n;
 }
 
+/** How a probe printed a buffer: bpftrace's %r or %rx of a buf(), or podwire's words (wordsInto). */
+export type BufferFormat = 'r' | 'rx' | 'words';
+
 /**
- * The bytes of a buf() printed in `chunks` (as bpftrace's JSON wrote them, FieldReader.restEscaped) with
+ * The bytes of a buffer printed in words (src/probes/program.ts wordsFormat): little-endian 64-bit words in hex
+ * without leading zeros, space-separated, so a word's last two digits are its first byte. Decoded into `out` at
+ * `offset`; returns the offset after them, or its bitwise not (negative) after the words before text that is not
+ * one.
+ */
+function wordsInto(text: string, out: Uint8Array, offset: number): number {
+  let n = offset;
+  let start = 0;
+  while (start < text.length && n < out.length) {
+    let end = text.indexOf(' ', start);
+    if (end < 0) end = text.length;
+    if (end === start || end - start > 16) return ~n;
+    for (let i = start; i < end; i++) if ((hexValue[text.charCodeAt(i)] ?? -1) < 0) return ~n;
+    for (let byte = 0; byte < 8 && n < out.length; byte++) {
+      const lowAt = end - 1 - 2 * byte;
+      const low = lowAt >= start ? (hexValue[text.charCodeAt(lowAt)] as number) : 0;
+      const high = lowAt - 1 >= start ? (hexValue[text.charCodeAt(lowAt - 1)] as number) : 0;
+      out[n++] = high * 16 + low;
+    }
+    start = end + 1;
+  }
+  return n;
+}
+
+/**
+ * The bytes of a buffer printed in `chunks` (as bpftrace's JSON wrote them, FieldReader.restEscaped) with
  * `format`, cut to the `length` the probe reported.
  */
 export function bytesOfEscapedChunks(
   chunks: readonly string[],
-  format: 'r' | 'rx',
+  format: BufferFormat,
   length: number,
 ): Uint8Array {
   // Decoded, a chunk is never longer than its escaped text on the fast path; bytes past `length` (the probe's
   // fixed-size read beyond what was written) are not decoded at all.
   let escaped = 0;
   for (const chunk of chunks) escaped += chunk.length;
+  if (format === 'words') return bytesOfWords(chunks, length, escaped);
   const most = format === 'rx' ? Math.ceil(escaped / 5) : escaped;
   const out = new Uint8Array(length >= 0 && length < most ? length : most);
   let n = 0;
@@ -420,6 +449,24 @@ export function bytesOfEscapedChunks(
     if (n === out.length) break;
     n = escapedChunkInto(chunk, format, out, n);
     if (n < 0) return slowBytesOfEscapedChunks(chunks, format, length);
+  }
+  return n === out.length ? out : out.slice(0, n);
+}
+
+/** Words text is plain ASCII (hex digits and spaces): nothing to unescape. What is not words gives no bytes. */
+function bytesOfWords(chunks: readonly string[], length: number, characters: number): Uint8Array {
+  // At most 8 bytes a word, and a word takes at least 2 characters with its space.
+  const most = (Math.ceil(characters / 2) + 1) * 8;
+  const out = new Uint8Array(length >= 0 && length < most ? length : most);
+  let n = 0;
+  for (const chunk of chunks) {
+    if (n === out.length) break;
+    const next = wordsInto(chunk, out, n);
+    if (next < 0) {
+      n = ~next;
+      break;
+    }
+    n = next;
   }
   return n === out.length ? out : out.slice(0, n);
 }

@@ -31,6 +31,7 @@ const handshakeSteps = bridgeHandshakeSteps;
 describe.each([
   ['ten-pods.ndjson', "plugins' netlink seen at the syscalls"],
   ['ten-pods-plugin-uprobes.ndjson', "plugins' netlink seen in their own code"],
+  ['ten-pods-words.ndjson', 'buffers printed as words, bpftrace reading on a timer'],
 ])('ten pods created 5 at a time, then deleted (real recording %s: %s)', (file) => {
   const recording = readRecording(file);
   const records = replay(recording.header, recording.lines);
