@@ -1,18 +1,22 @@
 // What one uprobe hit costs the probed process, by where the probe sits: on a Go-like function's first instruction
 // (a CMP, which the kernel single-steps after the breakpoint trap) or on the conditional jump after it (which the
-// kernel emulates: one trap), silent or printing a line. Interleaved rounds of a C loop (bench/uprobe-hit.c) with
-// bpftrace attached one way or not at all; medians of ns per call, and per hit (minus the loop without probes).
+// kernel emulates: one trap), silent or printing a line (bpftrace woken for it, or reading on a timer as podwire
+// has it do). Interleaved rounds of a C loop (bench/uprobe-hit.c) with bpftrace attached one way or not at all;
+// medians of ns per call, and per hit (minus the loop without probes).
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findSymbol, parseElf, vaddrToFileOffset } from '../src/probes/elf.js';
+import { pollLibrary } from '../src/probes/runner.js';
 import { compiledC } from './c-program.js';
 import { median } from './median.js';
 import { projectRoot } from './podwire-trace.js';
 
 const rounds = Number(process.env.ROUNDS ?? 5);
+/** The same, with bpftrace reading its buffers every 25 ms (bpftrace-poll.so, as podwire runs it). */
+const polled = 'jump, a line per hit, bpftrace-poll';
 const calls = Number(process.env.CALLS ?? 50_000);
 
 /**
@@ -24,6 +28,7 @@ const variants: Record<string, ((at: Sites) => string) | null> = {
   'entry (cmp, single-stepped)': (at) => `${at.entry} / @never[pid] / { printf("hit\\n"); }`,
   'jump (jbe, emulated)': (at) => `${at.jump} / @never[pid] / { printf("hit\\n"); }`,
   'jump, printing a line per hit': (at) => `${at.jump} { printf("hit %d\\n", pid); }`,
+  [polled]: (at) => `${at.jump} { printf("hit %d\\n", pid); }`,
 };
 
 interface Sites {
@@ -51,12 +56,19 @@ function sites(binary: string): Sites {
 }
 
 /** bpftrace with the probe, its output in a file; resolves once BEGIN has printed (every probe attached). */
-async function attach(program: string, out: string): Promise<() => Promise<void>> {
+async function attach(
+  program: string,
+  out: string,
+  preload: string | null,
+): Promise<() => Promise<void>> {
   const fd = openSync(out, 'w');
   const child = spawn(
     'bpftrace',
     ['--unsafe', '-e', `${program} BEGIN { @never[0] = 1; printf("ready\\n"); }`],
-    { stdio: ['ignore', fd, fd] },
+    {
+      stdio: ['ignore', fd, fd],
+      env: preload ? { ...process.env, LD_PRELOAD: preload } : process.env,
+    },
   );
   closeSync(fd);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -82,6 +94,7 @@ function measure(binary: string): number {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('uprobes need root: run the bench as root');
   const root = projectRoot();
+  if (!existsSync(pollLibrary)) throw new Error(`${pollLibrary} is not built: npm run build`);
   const binary = compiledC(root, 'uprobe-hit');
   const at = sites(binary);
   const out = join(root, '.cache/bench/uprobe-hit.out');
@@ -94,7 +107,9 @@ async function main(): Promise<void> {
   for (let round = 0; round < rounds; round++) {
     for (const name of round % 2 === 0 ? names : [...names].reverse()) {
       const program = variants[name];
-      const detach = program ? await attach(program(at), out) : null;
+      const detach = program
+        ? await attach(program(at), out, name === polled ? pollLibrary : null)
+        : null;
       try {
         results.get(name)?.push(measure(binary));
       } finally {
