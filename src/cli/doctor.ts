@@ -15,7 +15,7 @@ import {
 } from '../probes/features.js';
 import { pluginFilesIn, surveyPlugins } from '../probes/plugins.js';
 import { defaultCniBinDirs } from '../probes/program.js';
-import { defaultPollMs, pollLibrary } from '../probes/runner.js';
+import { defaultPollMs, pollLibrary, pollLibraryFix } from '../probes/runner.js';
 import { inspectContainerd } from '../probes/runtime.js';
 import { printJson } from './output.js';
 
@@ -191,7 +191,7 @@ function pollLibraryCheck(): Check {
         name,
         status: 'warn',
         detail: `${pollLibrary} is not built: bpftrace will be woken for each event, a cost to every traced process`,
-        fix: 'apt-get install gcc libc6-dev, then npm run build',
+        fix: pollLibraryFix,
       };
 }
 

@@ -1,6 +1,12 @@
 // Turns probe lines into typed events, joining the chunks that bpftrace's string limit makes us print separately.
 import type { ProbeEvent } from '../events.js';
-import { bytesOfEscapedChunks, FieldReader, type ProbeLine, unescapeJson } from './lines.js';
+import {
+  type BufferFormat,
+  bytesOfEscapedChunks,
+  FieldReader,
+  type ProbeLine,
+  unescapeJson,
+} from './lines.js';
 
 /** Bytes of a string chunk with BPFTRACE_STRLEN=200 (199 characters and the NUL). */
 export const stringChunk = 199;
@@ -14,6 +20,11 @@ interface Partial {
   /** Chunk texts as bpftrace's JSON wrote them (FieldReader.restEscaped). */
   chunks: string[];
   expected: number;
+}
+
+/** How a line printed its buffer: as words when its tag says so (`nl_send_w`), else as older recordings did. */
+function bufferFormat(tag: string, before: 'r' | 'rx'): BufferFormat {
+  return tag.endsWith('_w') ? 'words' : before;
 }
 
 /** How many buf() chunks a probe prints for `length` bytes, at most `max`. */
@@ -331,7 +342,7 @@ export class Assembler {
           tid,
           kind: 'cni_out',
           length,
-          bytes: bytesOfEscapedChunks(chunks, first.tag === 'cni_out' ? 'r' : 'words', length),
+          bytes: bytesOfEscapedChunks(chunks, bufferFormat(first.tag, 'r'), length),
         });
         return;
       }
@@ -340,7 +351,6 @@ export class Assembler {
       case 'nl_recv':
       case 'nl_recv_w': {
         const length = head[1] ?? Number.NaN;
-        const words = first.tag.endsWith('_w');
         out.events.push({
           ns,
           pid,
@@ -349,14 +359,14 @@ export class Assembler {
           fd: head[0] ?? Number.NaN,
           length,
           netnsInum: head[2] ?? Number.NaN,
-          bytes: bytesOfEscapedChunks(chunks, words ? 'words' : 'rx', length),
+          bytes: bytesOfEscapedChunks(chunks, bufferFormat(first.tag, 'rx'), length),
         });
         return;
       }
       case 'sb_exec':
       case 'sb_exec_w': {
         const length = head[2] ?? Number.NaN;
-        const bytes = bytesOfEscapedChunks(chunks, first.tag === 'sb_exec' ? 'r' : 'words', length);
+        const bytes = bytesOfEscapedChunks(chunks, bufferFormat(first.tag, 'r'), length);
         const argv = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
           .toString('latin1')
           .split('\0');

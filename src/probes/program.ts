@@ -99,15 +99,13 @@ export function kernelProgram(options: KernelProgramOptions): string {
   const mode = options.plugins?.mode ?? 'syscalls';
   const pluginIo = readFileSync(join(dir, `${pluginIoFragments[mode]}.bt`), 'utf8');
   const program = [
-    ...kernelFragments.map((name) => withWords(readFileSync(join(dir, `${name}.bt`), 'utf8'))),
-    mode === 'uprobes'
-      ? pluginIoProgram(pluginIo, options.plugins?.plugins ?? [])
-      : withWords(pluginIo),
+    ...kernelFragments.map((name) => readFileSync(join(dir, `${name}.bt`), 'utf8')),
+    mode === 'uprobes' ? pluginIoProgram(pluginIo, options.plugins?.plugins ?? []) : pluginIo,
   ].join('\n');
   // END clears every map so that bpftrace does not print what is left of them when it stops.
   const maps = [...new Set([...program.matchAll(/@(\w+)\[/g)].map((m) => m[1]))];
   const endProbe = `END {\n${maps.map((map) => `  clear(@${map});`).join('\n')}\n}`;
-  return `${program}\n${beginProbe}\n${endProbe}\n`
+  return withWords(`${program}\n${beginProbe}\n${endProbe}\n`)
     .replaceAll('{{CNI_BIN_FILTER}}', prefixFilter('args->filename', binDirs))
     .replaceAll('{{NETNS_DIR_FILTER_MOUNT}}', prefixFilter('args->dir_name', netnsDirs))
     .replaceAll('{{NETNS_DIR_FILTER_UMOUNT}}', prefixFilter('args->name', netnsDirs))

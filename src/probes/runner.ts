@@ -42,6 +42,9 @@ export function removeStaleProbeDirs(): void {
  */
 export const pollLibrary = fileURLToPath(new URL('./bpftrace-poll.so', import.meta.url));
 
+/** What builds the library where it is missing. */
+export const pollLibraryFix = 'apt-get install gcc libc6-dev, then npm run build';
+
 /** How often bpftrace reads its buffers by default (ms): records wait this much longer, at most. */
 export const defaultPollMs = 25;
 
@@ -108,7 +111,7 @@ export class ProbeRunner {
     if (this.pollMs <= 0) return 'is woken for each event (--bpftrace-poll 0)';
     if (!this.pollLibrary) return 'is woken for each event (no bpftrace-poll library)';
     if (!existsSync(this.pollLibrary))
-      return `is woken for each event: ${this.pollLibrary} is not built (apt-get install gcc libc6-dev, then npm run build)`;
+      return `is woken for each event: ${this.pollLibrary} is not built (${pollLibraryFix})`;
     let maps = '';
     try {
       maps = readFileSync(`/proc/${this.child?.pid}/maps`, 'utf8');
