@@ -5,10 +5,11 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { beginProbe } from '../../src/probes/program.js';
-import { ProbeRunner, type RunnerOptions } from '../../src/probes/runner.js';
+import type { RunnerOptions } from '../../src/probes/runner.js';
 import { onPath } from '../../src/probes/tied.js';
 import { isRoot } from '../lab/node.js';
 import { compilePollLibrary } from './poll-library.js';
+import { startedProgram, until } from './running.js';
 
 const library = isRoot && onPath('bpftrace') ? compilePollLibrary() : null;
 const why = !isRoot
@@ -38,14 +39,6 @@ function sleepsOf(pid: number): number {
   );
 }
 
-async function until(what: string, done: () => boolean, ms = 20_000): Promise<void> {
-  const start = Date.now();
-  while (!done()) {
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 describe.skipIf(why !== '')(`bpftrace-poll.so${why ? ` (skipped: ${why})` : ''}`, () => {
   const stops: (() => Promise<void>)[] = [];
   afterAll(async () => {
@@ -53,28 +46,8 @@ describe.skipIf(why !== '')(`bpftrace-poll.so${why ? ` (skipped: ${why})` : ''}`
     if (library && 'remove' in library) library.remove();
   });
 
-  async function started(
-    options: RunnerOptions,
-  ): Promise<{ runner: ProbeRunner; lines: string[] }> {
-    const lines: string[] = [];
-    let attached = false;
-    const runner = new ProbeRunner(
-      'poll-test',
-      program,
-      {
-        line: (raw) => lines.push(raw),
-        attached: () => {
-          attached = true;
-        },
-        died: (message) => lines.push(`died: ${message}`),
-      },
-      options,
-    );
-    stops.push(() => runner.stop());
-    runner.start();
-    await until('bpftrace to attach', () => attached, 30_000);
-    return { runner, lines };
-  }
+  const started = (options: RunnerOptions) =>
+    startedProgram('poll-test', program, stops, options, 30_000);
   const marked = (lines: string[]) => lines.filter((raw) => raw.includes('ev\\t')).length;
 
   it('with it, bpftrace reads a thousand events a millisecond apart in a few dozen wake-ups instead of one each, every one of them', {

@@ -7,11 +7,12 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseBpftraceLine } from '../../src/probes/lines.js';
 import { beginProbe, probesDir } from '../../src/probes/program.js';
-import { ProbeRunner } from '../../src/probes/runner.js';
+import type { ProbeRunner } from '../../src/probes/runner.js';
 import { inspectContainerd } from '../../src/probes/runtime.js';
 import { onPath } from '../../src/probes/tied.js';
 import { tracefs, UprobeEventsRunner } from '../../src/probes/uprobe-events.js';
 import { isRoot } from '../lab/node.js';
+import { startedProgram, until } from './running.js';
 
 const taskset = onPath('taskset');
 
@@ -30,14 +31,6 @@ function tickTimes(lines: string[]): bigint[] {
   });
 }
 
-async function until(what: string, done: () => boolean, ms = 20_000): Promise<void> {
-  const start = Date.now();
-  while (!done()) {
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 describe.skipIf(why !== '')(
   `ticks from real probe programs${why ? ` (skipped: ${why})` : ''}`,
   () => {
@@ -47,7 +40,7 @@ describe.skipIf(why !== '')(
     });
 
     /** tick.bt and `extra` probes in one real bpftrace, started and attached; its raw lines as they come. */
-    async function tickProgram(
+    function tickProgram(
       name: string,
       extra = '',
     ): Promise<{ lines: string[]; runner: ProbeRunner }> {
@@ -55,19 +48,7 @@ describe.skipIf(why !== '')(
         '{{DAEMON_PID}}',
         String(process.pid),
       );
-      const lines: string[] = [];
-      let attached = false;
-      const runner = new ProbeRunner(name, `${fragment}\n${extra}\n${beginProbe}\n`, {
-        line: (raw) => lines.push(raw),
-        attached: () => {
-          attached = true;
-        },
-        died: (message) => lines.push(`died: ${message}`),
-      });
-      stops.push(() => runner.stop());
-      runner.start();
-      await until('bpftrace to attach', () => attached);
-      return { lines, runner };
+      return startedProgram(name, `${fragment}\n${extra}\n${beginProbe}\n`, stops);
     }
 
     it("tick.bt: a getpriority for the daemon's own pid is answered within a few batches, up to a time after the call", {
