@@ -97,7 +97,7 @@ export class ProbeRunner {
     const child = this.child;
     if (child?.pid !== undefined && child.exitCode === null) {
       this.reloading = true;
-      child.kill('SIGINT');
+      void this.end(child);
     } else if (!this.stopping && !this.timer) {
       this.start();
     }
@@ -203,13 +203,19 @@ export class ProbeRunner {
     this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
     const child = this.child;
-    if (child?.pid !== undefined && child.exitCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGINT');
-      const force = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(force);
-    }
+    if (child?.pid !== undefined && child.exitCode === null) await this.end(child);
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Ends bpftrace by its pid: SIGINT so that it detaches and prints what it holds, SIGKILL if it has not gone 5 s
+   * later (bpftrace 0.17 misses a SIGINT that comes while it prints, and a reload waited for it forever).
+   */
+  private async end(child: ChildProcess): Promise<void> {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGINT');
+    const force = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(force);
   }
 }
