@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord, PhaseRecord } from '../src/correlate/record.js';
+import { defaultPollMs } from '../src/probes/runner.js';
 import { bridgeHandshakeSteps } from './correlate/recordings.js';
 import { dashboardMetricsMissingFrom } from './dashboards/queries.js';
 import {
@@ -248,7 +249,9 @@ describe.skipIf(!isRoot)(
       const ready = trace.lines.find((l) => l.kind === 'status' && l.state === 'ready') as
         | { message: string; bpftraceWakeups?: string }
         | undefined;
-      expect(ready?.bpftraceWakeups, ready?.message).toBe('reads its buffers every 25 ms');
+      expect(ready?.bpftraceWakeups, ready?.message).toBe(
+        `reads its buffers every ${defaultPollMs} ms`,
+      );
     });
 
     it("probes the plugins' netlink and stdout in their own code, not at the system-wide syscalls", () => {

@@ -45,8 +45,12 @@ export const pollLibrary = fileURLToPath(new URL('./bpftrace-poll.so', import.me
 /** What builds the library where it is missing. */
 export const pollLibraryFix = 'apt-get install gcc libc6-dev, then npm run build';
 
-/** How often bpftrace reads its buffers by default (ms): records wait this much longer, at most. */
-export const defaultPollMs = 25;
+/**
+ * How often bpftrace reads its buffers by default (ms): records wait this much longer, at most. Each read wakes
+ * bpftrace, and on this kind of machine a wake-up costs the pods about as much as the work it brings: 100 ms took
+ * bpftrace's CPU per round of 10 pods from 60-90 ms (25 ms) to 30-50 ms (bench/README.md).
+ */
+export const defaultPollMs = 100;
 
 export interface RunnerOptions {
   bpftrace?: string;

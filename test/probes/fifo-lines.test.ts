@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { FifoLines } from '../../src/probes/fifo-lines.js';
+import { busyPollMs, FifoLines } from '../../src/probes/fifo-lines.js';
 
 /** The FIFOs' own directories in the temporary directory (each is removed as soon as both ends are open). */
 const fifoDirs = () => readdirSync(tmpdir()).filter((name) => name.startsWith('podwire-fifo-'));
@@ -44,7 +44,8 @@ describe('FifoLines', () => {
 
   it('keeps a character whose bytes arrive in two reads whole', async () => {
     // "é" is 0xc3 0xa9: the first byte, a pause long enough for a read in between, then the second.
-    const lines = await linesOf("printf 'caf\\303'; sleep 0.1; printf '\\251\\n'");
+    const pause = (2 * busyPollMs) / 1000;
+    const lines = await linesOf(`printf 'caf\\303'; sleep ${pause}; printf '\\251\\n'`);
     expect(lines).toEqual(['café']);
   });
 
