@@ -60,9 +60,11 @@ class Trace {
   exitCode: Promise<number | null>;
 
   constructor(record: string, extra: string[] = [], env: Record<string, string> = {}) {
+    // In a process group of its own, as a shell starts a job: stop({ likeCtrlC: true }) signals that group.
     this.child = spawn('node', ['dist/src/cli.js', 'trace', '--record', record, ...extra], {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, ...env },
+      detached: true,
     });
     let buffer = '';
     this.child.stdout?.on('data', (chunk: Buffer) => {
@@ -93,10 +95,14 @@ class Trace {
     return this.child.pid as number;
   }
 
-  /** SIGINT to the pid we started: flush and exit 0; SIGKILL if it has not ended 30 s later. */
-  async stop(): Promise<number | null> {
+  /**
+   * SIGINT to the pid we started (likeCtrlC: to its whole process group, as a terminal's Ctrl-C): flush and exit 0;
+   * SIGKILL if it has not ended 30 s later.
+   */
+  async stop({ likeCtrlC = false } = {}): Promise<number | null> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exitCode;
-    this.child.kill('SIGINT');
+    if (likeCtrlC) process.kill(-(this.child.pid as number), 'SIGINT');
+    else this.child.kill('SIGINT');
     const late = setTimeout(() => this.child.kill('SIGKILL'), 30_000);
     try {
       return await this.exitCode;
@@ -449,9 +455,14 @@ describe.skipIf(!isRoot)(
       expect(dashboardMetricsMissingFrom(text)).toEqual([]);
     });
 
-    it('stops cleanly on SIGINT, and a replay of its recording gives the same records', async () => {
+    it('stops cleanly on a Ctrl-C, and a replay of its recording gives the same records', async () => {
       const jaeger = join(scratch, 'replay.jaeger.json');
-      expect(await trace.stop()).toBe(0);
+      const before = trace.lines.length;
+      expect(await trace.stop({ likeCtrlC: true })).toBe(0);
+      // The SIGINT reached the daemon alone: it ended bpftrace and the CRI reader itself, none died by itself.
+      const stopping = trace.lines.slice(before).filter((l) => l.kind === 'status');
+      expect(stopping.filter((l) => l.state.startsWith('probe-'))).toEqual([]);
+      expect(stopping.at(-1)?.state).toBe('stopped');
       expect(readFileSync('/sys/kernel/tracing/uprobe_events', 'utf8')).not.toMatch(/podwire_/);
       const replayed = await new Promise<string>((resolve, reject) => {
         const child = spawn(

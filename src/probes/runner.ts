@@ -161,6 +161,7 @@ export class ProbeRunner {
       // Ends with the daemon (SIGTERM, so that it detaches as on a stop) even when the daemon is killed with -9.
       const run = tiedToDaemon(this.bpftrace, [...this.args, '-f', 'json', this.file], 'TERM');
       child = spawn(run.file, run.args, {
+        detached: run.detached,
         env,
         stdio: ['ignore', stdout.childEnd, 'pipe'],
       });

@@ -34,14 +34,18 @@ export function onPath(command: string, path = process.env.PATH ?? ''): string |
 /**
  * The file and arguments to spawn so that `command` gets `signal` when the daemon dies (same pid: setpriv execs
  * it). Without setpriv, or when `command` is not there (spawn's own ENOENT then names it), it is run as it is.
+ * `detached` (give it to spawn): the child runs in a process group of its own, so that a terminal's Ctrl-C, or
+ * `timeout`, which signal the whole foreground group, reach the daemon alone; it then ends its children in order.
+ * In the daemon's group, bpftrace and the trace_pipe reader got that SIGINT too and ended by themselves while the
+ * daemon stopped: the reader was reported dead and started again in the middle of the stop.
  */
 export function tiedToDaemon(
   command: string,
   args: string[],
   signal: 'KILL' | 'TERM' | 'INT' = 'KILL',
-): { file: string; args: string[] } {
+): { file: string; args: string[]; detached: true } {
   const wrapper = findSetpriv();
   const target = onPath(command);
-  if (!wrapper || !target) return { file: command, args };
-  return { file: wrapper, args: ['--pdeathsig', signal, '--', target, ...args] };
+  if (!wrapper || !target) return { file: command, args, detached: true };
+  return { file: wrapper, args: ['--pdeathsig', signal, '--', target, ...args], detached: true };
 }

@@ -432,6 +432,7 @@ export class UprobeEventsRunner {
       // Ends with the daemon: an orphan reader would hold the instance open, and the next daemon could not remove it.
       const run = tiedToDaemon('cat', [join(tracefs, 'instances', this.group, 'trace_pipe')]);
       reader = spawn(run.file, run.args, {
+        detached: run.detached,
         stdio: ['ignore', stdout.childEnd, 'ignore'],
       });
     } finally {

@@ -12,6 +12,7 @@ describe('tiedToDaemon', () => {
     expect(tiedToDaemon('podwire-no-such-command', ['-x'])).toEqual({
       file: 'podwire-no-such-command',
       args: ['-x'],
+      detached: true,
     });
   });
 
@@ -44,6 +45,53 @@ describe('tiedToDaemon', () => {
       const left = running(pid);
       if (left) process.kill(pid, 'SIGKILL');
       expect(left).toBe(false);
+    },
+    15_000,
+  );
+
+  it.skipIf(!haveSetpriv)(
+    `keeps the child out of a SIGINT to the daemon's process group, as a terminal's Ctrl-C sends${haveSetpriv ? '' : ' (skipped: needs setpriv from util-linux)'}`,
+    async () => {
+      // A stand-in daemon in a group of its own, as a shell starts a job: it starts `sleep` as podwire starts its
+      // children, and notes a SIGINT instead of dying of it, as podwire does while it stops.
+      const daemon = spawn(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `import { spawn } from 'node:child_process';
+           import { tiedToDaemon } from '${process.cwd()}/dist/src/probes/tied.js';
+           const run = tiedToDaemon('sleep', ['600']);
+           const child = spawn(run.file, run.args, { stdio: 'ignore', detached: run.detached });
+           child.once('exit', (code, signal) => console.log('child ended', signal));
+           process.on('SIGINT', () => console.log('daemon got SIGINT'));
+           console.log(child.pid);
+           setInterval(() => {}, 1000);`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'], detached: true },
+      );
+      let out = '';
+      daemon.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      const until = async (what: RegExp) => {
+        const deadline = Date.now() + 5000;
+        while (!what.test(out) && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 20));
+      };
+      await until(/^\d+\n/);
+      const pid = Number(out.trim().split('\n')[0]);
+      try {
+        process.kill(-(daemon.pid as number), 'SIGINT');
+        await until(/daemon got SIGINT/);
+        await new Promise((r) => setTimeout(r, 300));
+        expect(out).toMatch(/daemon got SIGINT/);
+        expect(out).not.toMatch(/child ended/);
+        expect(running(pid)).toBe(true);
+      } finally {
+        daemon.kill('SIGKILL');
+        const deadline = Date.now() + 5000;
+        while (running(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        if (running(pid)) process.kill(pid, 'SIGKILL');
+      }
     },
     15_000,
   );
