@@ -15,10 +15,11 @@ function startTracer(): Promise<ChildProcess> {
     const child = spawn('node', ['dist/src/cli.js', 'trace'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    const timer = setTimeout(
-      () => reject(new Error('podwire trace did not become ready in 30 s')),
-      30_000,
-    );
+    const timer = setTimeout(() => {
+      // Not left running: it would trace the next rounds, and hold its probes after the bench has gone.
+      child.kill('SIGINT');
+      reject(new Error('podwire trace did not become ready in 30 s'));
+    }, 30_000);
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
       if (line.includes('"state":"ready"')) {
         clearTimeout(timer);
