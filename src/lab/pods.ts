@@ -48,7 +48,8 @@ export function sandboxConfig(
   mkdirSync(logDirectory, { recursive: true });
   return {
     metadata: { name, namespace, uid, attempt: 0 },
-    hostname: name,
+    // As the kubelet does: a hostname has at most 63 characters (sethostname refuses more), without a - or . at its end.
+    hostname: name.slice(0, 63).replace(/[-.]+$/, ''),
     logDirectory,
     labels: {
       app: name.replace(/-[^-]*$/, ''),
