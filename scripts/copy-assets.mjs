@@ -20,7 +20,7 @@ function copyTree(from, to) {
 copyTree('src', 'dist/src');
 writeFileSync(
   'dist/src/warmup.ndjson.gz',
-  gzipSync(readFileSync('test/fixtures/recordings/ten-pods-words.ndjson'), { level: 9 }),
+  gzipSync(readFileSync('test/fixtures/recordings/ten-pods-envs.ndjson'), { level: 9 }),
 );
 
 // Without it podwire still traces, bpftrace woken for each event; its ready line says so.

@@ -2,6 +2,7 @@
 # Records real handshakes on the lab for tests and benchmarks, as root:
 #   bash scripts/record-fixture.sh OUT.ndjson COUNT PARALLEL [CNI_CONFIG]
 # writes OUT.ndjson (the raw recording, for podwire replay) and OUT.records.ndjson (what the live tracer emitted).
+# PREFIX and NAMESPACE, when set, name the pods (lab pods create --prefix, --namespace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$1 count=$2 parallel=$3 cni=${4:-}
@@ -13,7 +14,8 @@ trap '"${podwire[@]}" lab down' EXIT
 "${podwire[@]}" trace --record "$out" >"$records" &
 tracer=$!
 for _ in $(seq 100); do grep -q '"state":"ready"' "$records" 2>/dev/null && break; sleep 0.1; done
-"${podwire[@]}" lab pods create --count "$count" --parallel "$parallel" || true
+"${podwire[@]}" lab pods create --count "$count" --parallel "$parallel" \
+  ${PREFIX:+--prefix "$PREFIX"} ${NAMESPACE:+--namespace "$NAMESPACE"} || true
 "${podwire[@]}" lab pods delete --all
 sleep 1
 kill -INT "$tracer"

@@ -11,7 +11,7 @@ import { pipelineFor, replayLine } from './replay.js';
 import { recordText } from './sinks/ndjson.js';
 import type { RecordingHeader } from './trace.js';
 
-/** The recording the build puts beside this module (test/fixtures/recordings/ten-pods-words.ndjson). */
+/** The recording the build puts beside this module (test/fixtures/recordings/ten-pods-envs.ndjson). */
 export const warmupRecording = new URL('./warmup.ndjson.gz', import.meta.url);
 
 export interface WarmupResult {

@@ -5,12 +5,12 @@ import { warmUp } from '../src/warmup.js';
 import { readRecording, replay } from './correlate/recordings.js';
 
 const fixture = fileURLToPath(
-  new URL('./fixtures/recordings/ten-pods-words.ndjson', import.meta.url),
+  new URL('./fixtures/recordings/ten-pods-envs.ndjson', import.meta.url),
 );
 
 describe('warmUp', () => {
   it('decodes the whole recording on every pass, with the records a replay of it gives', async () => {
-    const recording = readRecording('ten-pods-words.ndjson');
+    const recording = readRecording('ten-pods-envs.ndjson');
     const perPass = replay(recording.header, recording.lines).length;
     const result = await warmUp(3, fixture, 100);
     expect(result.skipped).toBeUndefined();

@@ -153,6 +153,34 @@ export class Assembler {
         this.chunked(line, `env:${tid}:${index}`, [], chunk, text, chunks, out);
         return;
       }
+      case 'cni_envs_w':
+        // cni.bt's slots, one field each: a variable's NAME=value NUL-terminated in words, zeros when not there.
+        for (let slot = f.string(); slot !== ''; slot = f.string()) {
+          const bytes = bytesOfEscapedChunks([slot], 'words', -1);
+          const end = bytes.indexOf(0);
+          if (end === 0) continue;
+          const text = Buffer.from(
+            bytes.buffer,
+            bytes.byteOffset,
+            end < 0 ? bytes.length : end,
+          ).toString();
+          const eq = text.indexOf('=');
+          if (end < 0 || eq <= 0) {
+            out.problems.push(
+              `cni_envs_w of pid ${pid}: a slot is not a NUL-terminated NAME=value: "${text.slice(0, 40)}"`,
+            );
+            continue;
+          }
+          out.events.push({
+            ns,
+            pid,
+            tid,
+            kind: 'cni_env',
+            name: text.slice(0, eq),
+            value: text.slice(eq + 1),
+          });
+        }
+        return;
       case 'cni_exit':
         out.events.push({ ns, pid, tid, kind: 'cni_exit', code: f.int() });
         return;

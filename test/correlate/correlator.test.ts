@@ -28,10 +28,31 @@ function expectNestedInTime(record: HandshakeRecord): void {
 
 const handshakeSteps = bridgeHandshakeSteps;
 
+describe('pods with long names: CNI_ARGS too long for its slot (real recording long-names.ndjson)', () => {
+  const recording = readRecording('long-names.ndjson');
+  const records = replay(recording.header, recording.lines);
+
+  it('gives each pod its whole name and namespace, from CRI and from the plugins alike', () => {
+    const made = [...handshakes(records), ...teardowns(records)];
+    expect(made.map((r) => [r.kind, r.outcome])).toEqual([
+      ['handshake', 'ok'],
+      ['handshake', 'ok'],
+      ['teardown', 'ok'],
+      ['teardown', 'ok'],
+    ]);
+    for (const record of made) {
+      expect(record.pod.name).toMatch(/^long-pod-name-x{126}-[a-z0-9]{5}$/);
+      expect(record.pod.namespace).toBe(`long-namespace-${'y'.repeat(45)}`);
+      expect([...record.cni].sort()).toEqual(['bridge', 'host-local', 'loopback']);
+    }
+  });
+});
+
 describe.each([
   ['ten-pods.ndjson', "plugins' netlink seen at the syscalls"],
   ['ten-pods-plugin-uprobes.ndjson', "plugins' netlink seen in their own code"],
   ['ten-pods-words.ndjson', 'buffers printed as words, bpftrace reading on a timer'],
+  ['ten-pods-envs.ndjson', 'the CNI variables in slots'],
 ])('ten pods created 5 at a time, then deleted (real recording %s: %s)', (file) => {
   const recording = readRecording(file);
   const records = replay(recording.header, recording.lines);

@@ -29,8 +29,9 @@ const kernelData = (recording: string) =>
     // Ticks never reach the assembler: the pipeline takes them.
     .filter((data) => !data.startsWith('tick\t'));
 
-// ten-pods.ndjson has buffers as bpftrace's %rx and %r print them, ten-pods-words.ndjson as words.
-describe.each(['ten-pods.ndjson', 'ten-pods-words.ndjson'])(
+// ten-pods.ndjson has buffers as bpftrace's %rx and %r print them, ten-pods-words.ndjson as words,
+// ten-pods-envs.ndjson the CNI variables in slots (cni_envs_w).
+describe.each(['ten-pods.ndjson', 'ten-pods-words.ndjson', 'ten-pods-envs.ndjson'])(
   'assembling recorded probe lines (%s)',
   (recording) => {
     const { events, problems } = assemble(kernelData(recording));
@@ -40,7 +41,7 @@ describe.each(['ten-pods.ndjson', 'ten-pods-words.ndjson'])(
       expect(events.length).toBeGreaterThan(500);
     });
 
-    it('joins CNI_ARGS from its 199-byte chunks into the whole value', () => {
+    it('gives CNI_ARGS whole, from its 199-byte chunks or its slot', () => {
       const args = events.filter((e) => e.kind === 'cni_env' && e.name === 'CNI_ARGS');
       expect(args.length).toBeGreaterThan(0);
       for (const event of args) {
@@ -131,6 +132,87 @@ describe('CNI_ARGS printed only as far as it reaches (real recording ten-pods-ti
         'K8S_POD_NAMESPACE=default',
         expect.stringMatching(/^K8S_POD_UID=[0-9a-f-]{36}$/),
       ]);
+  });
+});
+
+describe('the CNI variables in slots (cni_envs_w)', () => {
+  const dataOf = (recording: string) =>
+    readRecording(recording)
+      .lines.filter((line) => line.src === 'kernel')
+      .flatMap((line) => printfData(line) ?? []);
+  const variables = ['CNI_ARGS', 'CNI_COMMAND', 'CNI_CONTAINERID', 'CNI_IFNAME', 'CNI_NETNS'];
+  /**
+   * For each plugin process (cni_exec), the names of the CNI variables it was seen with. In file order, which is
+   * bpftrace's, one CPU's buffer after another: a process's exec can come after its later lines.
+   */
+  const namesByPlugin = (events: ProbeEvent[]) => {
+    const names = new Map<number, string[]>();
+    const plugins = new Set<number>();
+    for (const event of events) {
+      if (event.kind === 'cni_exec') plugins.add(event.pid);
+      if (event.kind === 'cni_env')
+        names.set(event.pid, [...(names.get(event.pid) ?? []), event.name]);
+    }
+    return [...plugins].map((pid) => [...(names.get(pid) ?? [])].sort());
+  };
+
+  it('gives every plugin of ten real pods its five variables, two lines for each exec instead of seven', () => {
+    const data = dataOf('ten-pods-envs.ndjson');
+    const { events, problems } = assemble(data.filter((d) => !d.startsWith('tick\t')));
+    expect(problems).toEqual([]);
+    const plugins = namesByPlugin(events);
+    expect(plugins).toHaveLength(90);
+    for (const names of plugins) expect(names).toEqual(variables);
+    expect(data.filter((d) => d.startsWith('cni_envs_w\t'))).toHaveLength(2 * 90);
+    expect(data.filter((d) => d.startsWith('cni_env\t'))).toEqual([]);
+    const ids = events.flatMap((e) =>
+      e.kind === 'cni_env' && e.name === 'CNI_CONTAINERID' ? [e.value] : [],
+    );
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{64}$/);
+    const netns = events.flatMap((e) =>
+      e.kind === 'cni_env' && e.name === 'CNI_NETNS' ? [e.value] : [],
+    );
+    // Empty in the second DEL (RemovePodSandbox), which containerd makes once the netns is gone.
+    for (const path of netns) expect(path).toMatch(/^(\/var\/run\/netns\/cni-[0-9a-f-]{36})?$/);
+    expect(netns.filter((path) => path !== '').length).toBeGreaterThanOrEqual(60);
+  });
+
+  it('prints a CNI_ARGS too long for its slot on its own, in chunks, whole (real pods with 146-character names)', () => {
+    const data = dataOf('long-names.ndjson');
+    const { events, problems } = assemble(data.filter((d) => !d.startsWith('tick\t')));
+    expect(problems).toEqual([]);
+    for (const names of namesByPlugin(events)) expect(names).toEqual(variables);
+    const args = events.flatMap((e) =>
+      e.kind === 'cni_env' && e.name === 'CNI_ARGS' ? [e.value] : [],
+    );
+    expect(args).toHaveLength(18);
+    for (const value of args) {
+      expect(value.length).toBeGreaterThan(384);
+      expect(value).toMatch(/(^|;)K8S_POD_NAME=long-pod-name-x{126}-[a-z0-9]{5}(;|$)/);
+      expect(value).toMatch(/(^|;)K8S_POD_NAMESPACE=long-namespace-y{45}(;|$)/);
+    }
+  });
+
+  // Corners the real stack does not produce (cni.bt puts a variable in a slot only when it fits, NUL included):
+  // hand-written lines.
+  it('skips a slot of zeros and reports one without its NUL, keeping the others', () => {
+    const words = (text: string, count: number) => {
+      const bytes = Buffer.alloc(count * 8);
+      bytes.write(text);
+      return Array.from({ length: count }, (_, i) =>
+        bytes.readBigUInt64LE(i * 8).toString(16),
+      ).join(' ');
+    };
+    const { events, problems } = assemble([
+      `cni_envs_w\t5\t7\t7\t${words('CNI_COMMAND=ADD', 3)}\t0 0 0 0\t${words('CNI_CONTAINERID=0123456789abcdef', 3)}`,
+    ]);
+    expect(events).toEqual([
+      { ns: 5n, pid: 7, tid: 7, kind: 'cni_env', name: 'CNI_COMMAND', value: 'ADD' },
+    ]);
+    expect(problems).toEqual([
+      // Three words of it: 24 bytes, no NUL among them.
+      'cni_envs_w of pid 7: a slot is not a NUL-terminated NAME=value: "CNI_CONTAINERID=01234567"',
+    ]);
   });
 });
 
