@@ -105,16 +105,22 @@ export function criEventDefinitions(
   return definitions;
 }
 
-/** key=value pairs of a trace line; a quoted value runs to the quote that ends it before the next key. */
-function traceArgs(text: string): Record<string, string> {
+/** What traceArgs(text, true) gives for a quoted value whose closing quote never came. */
+const unclosed = '\u0000unclosed';
+
+/**
+ * key=value pairs of a trace line; a quoted value runs to the quote that ends it before the next key. A string
+ * whose closing quote never came (the line ended inside it) keeps all its characters, or is `unclosed` when asked.
+ */
+function traceArgs(text: string, markUnclosed = false): Record<string, string> {
   const args: Record<string, string> = {};
   const pattern = /(\w+)=("(?:[^"]|"(?! \w+=|$))*"|\S*)/g;
   for (const match of text.matchAll(pattern)) {
     const [, key, raw] = match;
     if (key === undefined || raw === undefined) continue;
-    // A string whose closing quote never came (the line ended inside it) keeps all its characters.
     const closed = raw.length > 1 && raw.endsWith('"');
-    args[key] = raw.startsWith('"') ? raw.slice(1, closed ? -1 : undefined) : raw;
+    if (raw.startsWith('"') && !closed && markUnclosed) args[key] = unclosed;
+    else args[key] = raw.startsWith('"') ? raw.slice(1, closed ? -1 : undefined) : raw;
   }
   return args;
 }
@@ -154,6 +160,13 @@ const tickMarker = 'podwire_tick';
 const tickMarkerLine =
   /^\s*.*?-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+\S+\s+(\d+)\.(\d+):\s+tracing_mark_write: podwire_tick$/;
 
+/**
+ * A uprobe event's trace line: tid, seconds, fraction, event, arguments. dotAll: the bytes fetched past a Go string
+ * can hold a carriage return, which '.' would not match, and a joined entry (EntryJoiner) holds newlines.
+ */
+const uprobeEntryLine =
+  /^\s*.*?-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+\S+\s+(\d+)\.(\d+):\s+(\w+):\s+\(0x[0-9a-f]+\)(.*)$/s;
+
 /** A trace line's "seconds.fraction" timestamp in ns. */
 const traceNs = (seconds = '0', fraction = '0') =>
   BigInt(seconds) * 1_000_000_000n + BigInt(fraction.padEnd(9, '0').slice(0, 9));
@@ -172,11 +185,7 @@ export function traceLineToProbeLines(
     const [, tid, seconds, fraction] = tick;
     return [`tick\t${traceNs(seconds, fraction)}\t${tgidOf(Number(tid))}\t${tid}`];
   }
-  // dotAll: the bytes fetched past a Go string can hold a carriage return, which '.' would not match.
-  const match =
-    /^\s*.*?-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+\S+\s+(\d+)\.(\d+):\s+(\w+):\s+\(0x[0-9a-f]+\)(.*)$/s.exec(
-      raw,
-    );
+  const match = uprobeEntryLine.exec(raw);
   if (!match) return `not a uprobe event line: "${raw.slice(0, 80)}"`;
   const [, tidText, seconds, fraction, event, rest] = match;
   const definition = definitions.get(event ?? '');
@@ -200,12 +209,82 @@ export function traceLineToProbeLines(
   ];
 }
 
+/** The start of a trace_pipe entry: "comm-tid [cpu] flags seconds.fraction:", or a lost-events line. */
+const entryStart =
+  /^\s*.*?-\d+\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+\S+\s+\d+\.\d+:|\[LOST \d+ EVENTS\]/;
+
+/** The names of the arguments an event fetches, in its definition's order ("g", "name_len", "name", ...). */
+const fetchedNames = new WeakMap<EventDefinition, string[]>();
+function argumentNames(definition: EventDefinition): string[] {
+  let names = fetchedNames.get(definition);
+  if (!names) {
+    const args = definition.line.split(' ').slice(2).join(' ');
+    names = [...args.matchAll(/(?:^| )(\w+)=/g)].map((m) => m[1] as string);
+    fetchedNames.set(definition, names);
+  }
+  return names;
+}
+
 /**
- * Whether a trace line ends inside a quoted string: the bytes fetched past a Go string held a newline, and the
- * line that follows is the rest of this entry, not an entry of its own.
+ * Whether a trace line is an entry of ours that is not whole: some of its event's arguments are missing, or its
+ * last one ends inside its quotes. tracefs reads a `:string` fetch on to a NUL, and the bytes past a Go string can
+ * hold a newline, which ends the line inside the entry; the rest comes as the next line(s).
  */
-export function unclosedString(raw: string): boolean {
-  return (raw.match(/"/g)?.length ?? 0) % 2 === 1;
+export function entryCut(raw: string, definitions: Map<string, EventDefinition>): boolean {
+  const match = uprobeEntryLine.exec(raw);
+  if (!match) return false;
+  const definition = definitions.get(match[4] ?? '');
+  if (!definition) return false;
+  const names = argumentNames(definition);
+  const args = traceArgs(match[5] ?? '', true);
+  const last = names.at(-1);
+  if (last === undefined) return false;
+  return names.some((name) => !(name in args)) || args[last] === unclosed;
+}
+
+/** How many lines one entry may be made of: a held entry gives way after this many. */
+const maxEntryLines = 16;
+
+/**
+ * Gives whole trace entries: an entry that is not whole (entryCut) is held, and each line that follows without
+ * beginning an entry is added to it with its newline, until it is whole. The next entry (or flush) gives a held one
+ * as far as it came. Before, the rest was passed over or reported as an unreadable line, and with it the pod's uid
+ * and namespace that followed the cut string (2 of 10 pods once on the lab, with a line of just the closing quote).
+ */
+export class EntryJoiner {
+  private held: string | null = null;
+  private heldLines = 0;
+
+  constructor(
+    private readonly definitions: Map<string, EventDefinition>,
+    private readonly onEntry: (raw: string) => void,
+  ) {}
+
+  push(raw: string): void {
+    if (this.held !== null) {
+      if (!entryStart.test(raw) && this.heldLines < maxEntryLines) {
+        this.held = `${this.held}\n${raw}`;
+        this.heldLines++;
+        if (!entryCut(this.held, this.definitions)) this.flush();
+        return;
+      }
+      this.flush();
+    }
+    if (entryCut(raw, this.definitions)) {
+      this.held = raw;
+      this.heldLines = 1;
+      return;
+    }
+    this.onEntry(raw);
+  }
+
+  /** Gives the held entry as far as it came (the reader ended). */
+  flush(): void {
+    const held = this.held;
+    this.held = null;
+    this.heldLines = 0;
+    if (held !== null) this.onEntry(held);
+  }
 }
 
 /**
@@ -410,14 +489,9 @@ export class UprobeEventsRunner {
    * timer (fifo-lines.ts): one wake-up of the daemon for many CRI calls.
    */
   read(): void {
-    let previousUnclosed = false;
-    const stdout = new FifoLines((raw) => {
+    const entries = new EntryJoiner(this.byEvent, (raw) => {
       const lines = traceLineToProbeLines(raw, this.byEvent, (tid) => this.tgid(tid));
-      const continued = previousUnclosed;
-      previousUnclosed = typeof lines !== 'string' && unclosedString(raw);
       if (typeof lines === 'string') {
-        // The rest of an entry whose fetched bytes held a newline: its strings were cut at their lengths already.
-        if (continued) return;
         // Not dropped unseen: trace_pipe's "[LOST N EVENTS]" counts as bpftrace's losses do (what is in flight is
         // reported incomplete); any other line goes on as it came, counted as unreadable and kept in a recording.
         const lost = /\[LOST (\d+) EVENTS\]/.exec(raw);
@@ -427,6 +501,7 @@ export class UprobeEventsRunner {
       for (const data of lines)
         this.events.line(JSON.stringify({ type: 'printf', data: `${data}\n` }));
     });
+    const stdout = new FifoLines((raw) => entries.push(raw));
     let reader: ChildProcess;
     try {
       // Ends with the daemon: an orphan reader would hold the instance open, and the next daemon could not remove it.
@@ -441,6 +516,7 @@ export class UprobeEventsRunner {
     this.reader = reader;
     reader.once('exit', (code, signal) => {
       stdout.close(); // what it wrote before it ended, first
+      entries.flush();
       if (this.reader !== reader) return;
       this.reader = null;
       this.closeMarker();

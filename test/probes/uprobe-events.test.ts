@@ -4,9 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { inspectContainerd } from '../../src/probes/runtime.js';
 import {
   criEventDefinitions,
+  EntryJoiner,
   type EventDefinition,
+  entryCut,
   traceLineToProbeLines,
-  unclosedString,
 } from '../../src/probes/uprobe-events.js';
 
 const containerd = '/usr/bin/containerd';
@@ -98,18 +99,75 @@ describe('trace_pipe lines to probe lines', () => {
       'cri_arg\t35942450134000\t0\t23351\tc00018fd40\tuid\tcdc80ed4-4fc1-4b9b-856e-c252cb3253dc',
       'cri_arg\t35942450134000\t0\t23351\tc00018fd40\tnamespace\tburst',
     ]);
-    expect(unclosedString(line)).toBe(false);
-    // The same entry had its bytes held a newline instead: two lines, the first ending inside a string.
-    const [first, rest] = line.replace('burst\r" uid_len', 'burst\n" uid_len').split('\n') as [
-      string,
-      string,
-    ];
-    expect(unclosedString(first)).toBe(true);
-    expect(traceLineToProbeLines(first, definitions, tgidOf)).toEqual([
-      'cri_enter\t35942450134000\t0\t23351\tRunPodSandbox\tc00018fd40\t1',
+  });
+
+  describe('an entry cut by a newline in the bytes fetched past a Go string', () => {
+    // The RunPodSandbox entry as podwire defines it (the definition says which arguments an entry has).
+    const full = new Map(definitions);
+    full.set('RunPodSandbox_in', {
+      event: 'RunPodSandbox_in',
+      method: 'RunPodSandbox',
+      side: 'in',
+      line:
+        'p:podwire_1_0/RunPodSandbox_in /usr/bin/containerd:0x19992ca g=%r14:x64 ' +
+        'name_len=+8(+0(+0(%di))):u64 name=+0(+0(+0(+0(%di)))):string ' +
+        'uid_len=+24(+0(+0(%di))):u64 uid=+0(+16(+0(+0(%di)))):string ' +
+        'namespace_len=+40(+0(+0(%di))):u64 namespace=+0(+32(+0(+0(%di)))):string',
+    });
+    // The recorded entry of the test above, whose fetched bytes held a carriage return where they could hold a
+    // newline (the lab's fixture ten-pods-envs.ndjson has two such entries: a line of just the closing quote).
+    const whole =
+      '           <...>-23351   [000] DBZff 35942.450134: RunPodSandbox_in: (0x1d992ca) g=0xc00018fd40 name_len=11 ' +
+      'name="burst-4dsxlburst\n" uid_len=36 uid="cdc80ed4-4fc1-4b9b-856e-c252cb3253dc" namespace_len=5 namespace="burst"';
+    const joined = (lines: string[]) => {
+      const entries: string[] = [];
+      const joiner = new EntryJoiner(full, (raw) => entries.push(raw));
+      for (const line of lines) joiner.push(line);
+      joiner.flush();
+      return entries;
+    };
+    const enterOf = [
+      'cri_enter\t35942450134000\t0\t23351\tRunPodSandbox\tc00018fd40\t3',
       'cri_arg\t35942450134000\t0\t23351\tc00018fd40\tname\tburst-4dsxl',
-    ]);
-    expect(traceLineToProbeLines(rest, definitions, tgidOf)).toEqual(expect.any(String));
+      'cri_arg\t35942450134000\t0\t23351\tc00018fd40\tuid\tcdc80ed4-4fc1-4b9b-856e-c252cb3253dc',
+      'cri_arg\t35942450134000\t0\t23351\tc00018fd40\tnamespace\tburst',
+    ];
+
+    it('is joined with the line that holds its rest, and read whole: uid and namespace too', () => {
+      const lines = whole.split('\n');
+      expect(lines).toHaveLength(2);
+      expect(entryCut(lines[0] as string, full)).toBe(true);
+      const entries = joined(lines);
+      expect(entries).toEqual([whole]);
+      expect(traceLineToProbeLines(entries[0] as string, full, tgidOf)).toEqual(enterOf);
+    });
+
+    it('is joined when the newline comes in the last string, whose rest is only its closing quote', () => {
+      const cutLast = whole.replace('namespace="burst"', 'namespace="burst\n"');
+      const entries = joined(cutLast.split('\n'));
+      expect(entries).toEqual([cutLast]);
+      expect(traceLineToProbeLines(entries[0] as string, full, tgidOf)).toEqual(enterOf);
+    });
+
+    it('gives way to the next entry when its rest never comes, as far as it came', () => {
+      const [first] = whole.split('\n') as [string];
+      const next = whole.replace('burst-4dsxlburst\n', 'burst-5abcd');
+      const entries = joined([first, next]);
+      expect(entries).toEqual([first, next]);
+      expect(traceLineToProbeLines(entries[0] as string, full, tgidOf)).toEqual([
+        'cri_enter\t35942450134000\t0\t23351\tRunPodSandbox\tc00018fd40\t1',
+        'cri_arg\t35942450134000\t0\t23351\tc00018fd40\tname\tburst-4dsxl',
+      ]);
+    });
+
+    it('leaves whole entries, and lines that are not entries, as they come', () => {
+      const other = 'a line that is not an entry';
+      expect(entryCut(whole.replace('\n', '\r'), full)).toBe(false);
+      expect(joined([whole.replace('\n', '\r'), other])).toEqual([
+        whole.replace('\n', '\r'),
+        other,
+      ]);
+    });
   });
 
   it('reads an id fetched as 64 bytes, and a failed read as unknown, never as the text "(fault)"', () => {
