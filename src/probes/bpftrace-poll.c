@@ -7,12 +7,14 @@
 // - epoll_wait on a set holding those buffers waits at most PODWIRE_BPFTRACE_POLL_MS (default 25) and reports
 //   every buffer that holds data, read from its mmap'd header after the wait: a batch reads everything committed
 //   before the wait returned, on every CPU, which is what probes/tick.bt's ticks say.
-// - a signal bpftrace handles still stops it: see note_signal.
+// - a signal bpftrace handles still stops it: see note_signal;
+// - bpftrace's stdout, when a pipe, holds 1 MiB (see configure).
 // Nothing else changes: other syscalls, mmaps and epoll sets pass through untouched. It only ever runs inside
 // bpftrace, never in a traced process. Built by `npm run build` (scripts/copy-assets.mjs) when a C compiler is there.
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/perf_event.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -44,6 +46,10 @@ __attribute__((constructor)) static void configure(void) {
   // bpftrace's own setting of the buffer size (pages per CPU), which the wake-up threshold is a quarter of.
   const char *pages = getenv("BPFTRACE_PERF_RB_PAGES");
   if (pages && atoi(pages) > 0) watermark_bytes = (uint32_t)atoi(pages) * 4096 / 4;
+  // podwire reads bpftrace's stdout (a FIFO) on a timer. bpftrace 0.17 drops what it has left to print when a SIGINT
+  // comes while it is blocked writing to a full pipe (1,280 of 1,500 lines came, with this library or without), so
+  // its pipe holds 1 MiB (the default most a process may ask for) instead of 64 KiB. Not a pipe, or refused: as it was.
+  fcntl(STDOUT_FILENO, F_SETPIPE_SZ, 1 << 20);
 }
 
 // bpftrace 0.17 notices SIGINT/SIGTERM only as an EINTR of its epoll_wait: a signal that comes while it prints a

@@ -26,7 +26,7 @@ import {
   pluginFunctions,
   surveyPlugins,
 } from '../../src/probes/plugins.js';
-import { kernelProgram, pluginIoProgram, probesDir } from '../../src/probes/program.js';
+import { kernelProgram, pluginIoProgram, probesDir, withWords } from '../../src/probes/program.js';
 import { isRoot } from '../lab/node.js';
 import { expectEntryProbe } from './entry-probe.js';
 
@@ -148,7 +148,10 @@ const noNamed = !existsSync(namedContainerd)
 /** bpftrace compiling and attaching the plugin probes of `plugins` (and exiting at once): its stderr, or '' when it attached. */
 function attachError(plugins: PluginInspection[]): string {
   const program = [
-    readFileSync(join(probesDir(), 'cni.bt'), 'utf8').replace('{{CNI_BIN_FILTER}}', 'pid == 0'),
+    withWords(readFileSync(join(probesDir(), 'cni.bt'), 'utf8')).replace(
+      '{{CNI_BIN_FILTER}}',
+      'pid == 0',
+    ),
     pluginIoProgram(readFileSync(join(probesDir(), 'plugin-io.bt'), 'utf8'), plugins),
     'BEGIN { exit(); }',
   ].join('\n');
