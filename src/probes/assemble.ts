@@ -45,6 +45,24 @@ function joinStringChunks(chunks: string[]): string {
 
 export type AssembleResult = { events: ProbeEvent[]; problems: string[] };
 
+/** A cni_env event of `text` (NAME=value) from `line`'s process, or a problem naming the line's `tag`. */
+function pushEnv(line: ProbeLine, text: string, tag: string, out: AssembleResult): void {
+  const eq = text.indexOf('=');
+  if (eq <= 0) {
+    out.problems.push(`${tag} of pid ${line.pid} is not NAME=value: "${text.slice(0, 40)}"`);
+    return;
+  }
+  const { ns, pid, tid } = line;
+  out.events.push({
+    ns,
+    pid,
+    tid,
+    kind: 'cni_env',
+    name: text.slice(0, eq),
+    value: text.slice(eq + 1),
+  });
+}
+
 /** Whether a cni_env value is one cni.bt prints in three chunks (the others fit one). */
 const longEnv = /^(CNI_ARGS|TRACESTATE)=/;
 
@@ -164,21 +182,11 @@ export class Assembler {
             bytes.byteOffset,
             end < 0 ? bytes.length : end,
           ).toString();
-          const eq = text.indexOf('=');
-          if (end < 0 || eq <= 0) {
+          if (end < 0)
             out.problems.push(
-              `cni_envs_w of pid ${pid}: a slot is not a NUL-terminated NAME=value: "${text.slice(0, 40)}"`,
+              `cni_envs_w of pid ${pid}: a slot without its NUL: "${text.slice(0, 40)}"`,
             );
-            continue;
-          }
-          out.events.push({
-            ns,
-            pid,
-            tid,
-            kind: 'cni_env',
-            name: text.slice(0, eq),
-            value: text.slice(eq + 1),
-          });
+          else pushEnv(line, text, 'cni_envs_w', out);
         }
         return;
       case 'cni_exit':
@@ -344,23 +352,9 @@ export class Assembler {
     const { first, head, chunks } = partial;
     const { ns, pid, tid } = first;
     switch (first.tag) {
-      case 'cni_env': {
-        const text = joinStringChunks(chunks);
-        const eq = text.indexOf('=');
-        if (eq <= 0) {
-          out.problems.push(`cni_env of pid ${pid} is not NAME=value: "${text.slice(0, 40)}"`);
-          return;
-        }
-        out.events.push({
-          ns,
-          pid,
-          tid,
-          kind: 'cni_env',
-          name: text.slice(0, eq),
-          value: text.slice(eq + 1),
-        });
+      case 'cni_env':
+        pushEnv(first, joinStringChunks(chunks), 'cni_env', out);
         return;
-      }
       case 'cni_out':
       case 'cni_out_w': {
         const length = head[0] ?? Number.NaN;

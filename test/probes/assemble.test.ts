@@ -211,7 +211,7 @@ describe('the CNI variables in slots (cni_envs_w)', () => {
     ]);
     expect(problems).toEqual([
       // Three words of it: 24 bytes, no NUL among them.
-      'cni_envs_w of pid 7: a slot is not a NUL-terminated NAME=value: "CNI_CONTAINERID=01234567"',
+      'cni_envs_w of pid 7: a slot without its NUL: "CNI_CONTAINERID=01234567"',
     ]);
   });
 });

@@ -7,6 +7,28 @@ import { running } from '../lab/node.js';
 
 const haveSetpriv = onPath('setpriv', '/usr/bin:/bin') !== null;
 
+/**
+ * A stand-in daemon (the built podwire's tied.js) that starts `sleep 600` through tiedToDaemon with the spawn
+ * options `options` (code, where `run` is in scope), runs `more`, prints the child's pid, and waits.
+ */
+function standInDaemon(options: string, more: string, ownGroup: boolean) {
+  return spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `import { spawn } from 'node:child_process';
+       import { tiedToDaemon } from '${process.cwd()}/dist/src/probes/tied.js';
+       const run = tiedToDaemon('sleep', ['600']);
+       const child = spawn(run.file, run.args, ${options});
+       ${more}
+       console.log(child.pid);
+       setInterval(() => {}, 1000);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'], detached: ownGroup },
+  );
+}
+
 describe('tiedToDaemon', () => {
   it('leaves a command that is not there as it is, so that spawn names it in its ENOENT', () => {
     expect(tiedToDaemon('podwire-no-such-command', ['-x'])).toEqual({
@@ -20,20 +42,7 @@ describe('tiedToDaemon', () => {
     `ends the child when its parent is killed with -9${haveSetpriv ? '' : ' (skipped: needs setpriv from util-linux)'}`,
     async () => {
       // A stand-in daemon (the built podwire's tied.js): starts `sleep` tied to it, prints the pid, and waits.
-      const daemon = spawn(
-        process.execPath,
-        [
-          '--input-type=module',
-          '-e',
-          `import { spawn } from 'node:child_process';
-           import { tiedToDaemon } from '${process.cwd()}/dist/src/probes/tied.js';
-           const run = tiedToDaemon('sleep', ['600']);
-           const child = spawn(run.file, run.args, { stdio: 'ignore' });
-           console.log(child.pid);
-           setInterval(() => {}, 1000);`,
-        ],
-        { stdio: ['ignore', 'pipe', 'inherit'] },
-      );
+      const daemon = standInDaemon('{ stdio: "ignore" }', '', false);
       const pid = await new Promise<number>((resolve) =>
         daemon.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim()))),
       );
@@ -54,21 +63,11 @@ describe('tiedToDaemon', () => {
     async () => {
       // A stand-in daemon in a group of its own, as a shell starts a job: it starts `sleep` as podwire starts its
       // children, and notes a SIGINT instead of dying of it, as podwire does while it stops.
-      const daemon = spawn(
-        process.execPath,
-        [
-          '--input-type=module',
-          '-e',
-          `import { spawn } from 'node:child_process';
-           import { tiedToDaemon } from '${process.cwd()}/dist/src/probes/tied.js';
-           const run = tiedToDaemon('sleep', ['600']);
-           const child = spawn(run.file, run.args, { stdio: 'ignore', detached: run.detached });
-           child.once('exit', (code, signal) => console.log('child ended', signal));
-           process.on('SIGINT', () => console.log('daemon got SIGINT'));
-           console.log(child.pid);
-           setInterval(() => {}, 1000);`,
-        ],
-        { stdio: ['ignore', 'pipe', 'inherit'], detached: true },
+      const daemon = standInDaemon(
+        '{ stdio: "ignore", detached: run.detached }',
+        `child.once('exit', (code, signal) => console.log('child ended', signal));
+         process.on('SIGINT', () => console.log('daemon got SIGINT'));`,
+        true,
       );
       let out = '';
       daemon.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
