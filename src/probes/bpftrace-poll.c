@@ -4,9 +4,9 @@
 // `npm run bench:uprobe-hit`), and bpftrace runs once per event. With this library:
 // - perf_event_open of a BPF output event asks for a wake-up only when a quarter of the buffer is full (bursts are
 //   still read before the buffer overflows);
-// - epoll_wait on a set holding those buffers waits at most PODWIRE_BPFTRACE_POLL_MS (default 25) and reports
-//   every buffer that holds data, read from its mmap'd header after the wait: a batch reads everything committed
-//   before the wait returned, on every CPU, which is what probes/tick.bt's ticks say.
+// - epoll_wait on a set holding those buffers waits at most PODWIRE_BPFTRACE_POLL_MS (default 100, as podwire's
+//   runner sets it) and reports every buffer that holds data, read from its mmap'd header after the wait: a batch
+//   reads everything committed before the wait returned, on every CPU, which is what probes/tick.bt's ticks say.
 // - a signal bpftrace handles still stops it: see note_signal;
 // - bpftrace's stdout, when a pipe, holds 1 MiB (see configure).
 // Nothing else changes: other syscalls, mmaps and epoll sets pass through untouched. It only ever runs inside
@@ -37,7 +37,7 @@ struct ring {
 
 static struct ring rings[MAX_RINGS];
 static int ring_count;
-static int poll_ms = 25;
+static int poll_ms = 100;
 static uint32_t watermark_bytes = 64 * 4096 / 4;
 
 __attribute__((constructor)) static void configure(void) {
