@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { decodeNetlink, type NetlinkMessage } from '../../src/decode/rtnetlink.js';
 import { bytesFromBpftraceBuf } from '../../src/probes/lines.js';
+import { prng } from '../prng.js';
 
 const fixtures = new URL('../fixtures/rtnetlink/', import.meta.url);
 
@@ -495,18 +496,6 @@ describe('lengths that lie', () => {
     expect(message?.problems).toEqual([expect.stringMatching(/echoed request says 1000 bytes/)]);
   });
 });
-
-/** mulberry32: a small seeded PRNG, so that a failure replays. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function wellFormed(message: NetlinkMessage): boolean {
   return (

@@ -5,6 +5,7 @@ import type { ProbeEvent } from '../../src/events.js';
 import { Assembler } from '../../src/probes/assemble.js';
 import { parseBpftraceLine, parseProbeLine } from '../../src/probes/lines.js';
 import { printfData, readRecording } from '../correlate/recordings.js';
+import { prng } from '../prng.js';
 
 /** The lines through one assembler; `flush` false leaves out what only the end of input would give. */
 function assemble(datas: string[], flush = true): { events: ProbeEvent[]; problems: string[] } {
@@ -247,11 +248,7 @@ describe('lines that do not fit', () => {
   });
 
   it('never throws on random lines', () => {
-    let seed = 7;
-    const random = () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed / 2 ** 31;
-    };
+    const random = prng(7);
     const tags = [
       'cni_exec',
       'cni_env',

@@ -8,6 +8,7 @@ import {
   type ProbeLine,
   parseBpftraceLine,
 } from '../../src/probes/lines.js';
+import { prng } from '../prng.js';
 
 /** A line as `bpftrace -f json` prints a printf of `data`. */
 const printed = (data: string) => `{"type": "printf", "data": ${JSON.stringify(data)}}`;
@@ -123,11 +124,7 @@ describe('buffers decoded from the escaped JSON text', () => {
   });
 
   it('gives the bytes bytesFromBpftraceBuf gives for random buffers, chunked as the probes chunk them', () => {
-    let seed = 11;
-    const random = () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed / 2 ** 31;
-    };
+    const random = prng(11);
     for (let round = 0; round < 2000; round++) {
       const format = round % 2 === 0 ? 'r' : 'rx';
       // Mostly printable text with some control bytes and backslashes, as plugin output and argv are.

@@ -6,6 +6,7 @@ import { bytesOfEscapedChunks, parseBpftraceLine } from '../../src/probes/lines.
 import { withWords } from '../../src/probes/program.js';
 import { onPath } from '../../src/probes/tied.js';
 import { isRoot } from '../lab/node.js';
+import { prng } from '../prng.js';
 
 /** The text printf("%llx") gives for each 8 bytes (little-endian), space-separated: what bpftrace prints. */
 function asWords(bytes: Uint8Array): string {
@@ -20,11 +21,7 @@ function asWords(bytes: Uint8Array): string {
 
 describe('buffers printed as words', () => {
   it('gives back random buffers, chunked as the probes chunk them and cut at the length reported', () => {
-    let seed = 7;
-    const random = () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed / 2 ** 31;
-    };
+    const random = prng(7);
     for (let round = 0; round < 2000; round++) {
       // Many zero bytes, as in netlink headers and padding: words with few digits.
       const bytes = Uint8Array.from({ length: Math.floor(random() * 600) }, () =>
