@@ -155,17 +155,21 @@ function cut(args: Record<string, string>, name: string): string {
   return value.slice(0, end);
 }
 
+/**
+ * The header every trace_pipe entry begins with, "comm-tid [cpu] flags seconds.fraction:" (a "(tgid)" column when
+ * the instance records it): captures tid, seconds and fraction.
+ */
+const entryHeader = String.raw`^\s*.*?-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+\S+\s+(\d+)\.(\d+):`;
+
 /** What podwire writes to its instance's trace_marker to learn how far trace_pipe has been read (see tick.bt). */
 const tickMarker = 'podwire_tick';
-const tickMarkerLine =
-  /^\s*.*?-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+\S+\s+(\d+)\.(\d+):\s+tracing_mark_write: podwire_tick$/;
+const tickMarkerLine = new RegExp(`${entryHeader}\\s+tracing_mark_write: ${tickMarker}$`);
 
 /**
  * A uprobe event's trace line: tid, seconds, fraction, event, arguments. dotAll: the bytes fetched past a Go string
  * can hold a carriage return, which '.' would not match, and a joined entry (EntryJoiner) holds newlines.
  */
-const uprobeEntryLine =
-  /^\s*.*?-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+\S+\s+(\d+)\.(\d+):\s+(\w+):\s+\(0x[0-9a-f]+\)(.*)$/s;
+const uprobeEntryLine = new RegExp(`${entryHeader}\\s+(\\w+):\\s+\\(0x[0-9a-f]+\\)(.*)$`, 's');
 
 /** A trace line's "seconds.fraction" timestamp in ns. */
 const traceNs = (seconds = '0', fraction = '0') =>
@@ -209,9 +213,8 @@ export function traceLineToProbeLines(
   ];
 }
 
-/** The start of a trace_pipe entry: "comm-tid [cpu] flags seconds.fraction:", or a lost-events line. */
-const entryStart =
-  /^\s*.*?-\d+\s+(?:\(\s*[-\d]+\)\s+)?\[\d+\]\s+\S+\s+\d+\.\d+:|\[LOST \d+ EVENTS\]/;
+/** The start of a trace_pipe entry (its header), or a lost-events line. */
+const entryStart = new RegExp(`${entryHeader}|\\[LOST \\d+ EVENTS\\]`);
 
 /** The names of the arguments an event fetches, in its definition's order ("g", "name_len", "name", ...). */
 const fetchedNames = new WeakMap<EventDefinition, string[]>();
