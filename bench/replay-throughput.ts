@@ -26,11 +26,11 @@ import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { Pipeline } from '../src/correlate/pipeline.js';
 import type { HandshakeRecord } from '../src/correlate/record.js';
-import type { Pipeline } from '../src/pipeline.js';
-import { pipelineFor, replayLine } from '../src/replay.js';
+import type { RecordingHeader } from '../src/recording/format.js';
+import { pipelineFor, replayLine } from '../src/recording/replay.js';
 import { rfc3339Nanos } from '../src/time.js';
-import type { RecordingHeader } from '../src/trace.js';
 import { median } from './median.js';
 import { projectRoot } from './podwire-trace.js';
 

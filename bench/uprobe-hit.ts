@@ -8,7 +8,7 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { findSymbol, parseElf, vaddrToFileOffset } from '../src/probes/elf.js';
+import { findSymbol, parseElf, vaddrToFileOffset } from '../src/binaries/elf.js';
 import { pollLibrary } from '../src/probes/runner.js';
 import { compiledC } from './c-program.js';
 import { median } from './median.js';

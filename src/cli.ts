@@ -2,9 +2,9 @@
 // podwire's command line: one place that turns flags into calls and errors into one line and an exit code.
 import { Command } from 'commander';
 import { registerDemo } from './cli/demo.js';
-import { registerDoctor } from './cli/doctor.js';
 import { registerLab } from './cli/lab.js';
 import { registerTrace } from './cli/trace.js';
+import { registerDoctor } from './doctor/doctor.js';
 
 const program = new Command('podwire')
   .description('shows, for every pod on a node, how its network was wired')

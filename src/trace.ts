@@ -1,21 +1,22 @@
 // `podwire trace`: runs the probes on this node and sends every handshake and teardown to the sinks.
 import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { getPriority } from 'node:os';
-import type { HandshakeRecord } from './correlate/record.js';
-import { type StatusEvent, status } from './events.js';
-import { Pipeline, type PipelineOutput, type TickMode } from './pipeline.js';
-import { runningRuntimes } from './probes/discover.js';
-import { onPollTick } from './probes/fifo-lines.js';
+import { runningRuntimes } from './binaries/discover.js';
 import {
   fileIdentity,
   type PluginSurvey,
   pluginFingerprint,
   surveyPlugins,
-} from './probes/plugins.js';
+} from './binaries/plugins.js';
+import { inspectContainerd } from './binaries/runtime.js';
+import { Pipeline, type PipelineOutput, type TickMode } from './correlate/pipeline.js';
+import type { HandshakeRecord } from './correlate/record.js';
+import { type StatusEvent, status } from './events.js';
+import { onPollTick } from './probes/fifo-lines.js';
 import { defaultCniBinDirs, defaultNetnsDirs, kernelProgram } from './probes/program.js';
 import { ProbeRunner, removeStaleProbeDirs } from './probes/runner.js';
-import { inspectContainerd } from './probes/runtime.js';
 import { removeStaleGroups, UprobeEventsRunner } from './probes/uprobe-events.js';
+import type { RecordingHeader } from './recording/format.js';
 import type { Sink } from './sinks/ndjson.js';
 import { monotonicToRealtimeOffset } from './time.js';
 import { warmUp } from './warmup.js';
@@ -31,17 +32,6 @@ export interface TraceOptions {
   pluginProbes?: 'auto' | 'syscalls';
   /** How often bpftrace reads its buffers (ms); 0: woken for each event. */
   bpftracePollMs?: number;
-}
-
-/** The first line of a recording: what replay needs to give the same records as the live run. */
-export interface RecordingHeader {
-  kind: 'podwire-recording';
-  version: 1;
-  started: string;
-  clockOffsetNs: string;
-  criProbes: boolean;
-  runtime: string | null;
-  cniBinDirs: string[];
 }
 
 /** How often programs behind are asked how far they have been read while events wait for them. */

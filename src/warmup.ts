@@ -7,9 +7,9 @@
 // that leave the event loop free for bpftrace's lines, and its records go nowhere.
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { pipelineFor, replayLine } from './replay.js';
+import type { RecordingHeader } from './recording/format.js';
+import { pipelineFor, replayLine } from './recording/replay.js';
 import { recordText } from './sinks/ndjson.js';
-import type { RecordingHeader } from './trace.js';
 
 /** The recording the build puts beside this module (test/fixtures/recordings/ten-pods-envs.ndjson). */
 export const warmupRecording = new URL('./warmup.ndjson.gz', import.meta.url);

@@ -7,7 +7,7 @@ import type { StatusEvent } from '../events.js';
 import type { Telemetry } from '../otel/telemetry.js';
 import { niceEveryThread } from '../priority.js';
 import { defaultPollMs } from '../probes/runner.js';
-import { replayFile } from '../replay.js';
+import { replayFile } from '../recording/replay.js';
 import { JaegerJsonSink } from '../sinks/jaeger-json.js';
 import { NdjsonSink, type Sink } from '../sinks/ndjson.js';
 import { existingCniBinDirs, Tracer, traceDefaults } from '../trace.js';

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { PluginHook, PluginSurvey } from './plugins.js';
+import { isProbeSafePath, type PluginHook, type PluginSurvey } from '../binaries/plugins.js';
 
 /** The kernel-side families, in the order they share maps: cni.bt defines @cni, the others read it. */
 export const kernelFragments = ['cni', 'netns', 'rtnetlink', 'sandbox', 'tick'] as const;
@@ -21,9 +21,6 @@ export function probesDir(): string {
     'podwire cannot find its probes/ directory: reinstall podwire (npm ci && npm run build)',
   );
 }
-
-/** Whether podwire will put a path from the node into a probe: plain characters only. */
-export const isProbeSafePath = (text: string): boolean => /^[\w./+-]+$/.test(text);
 
 /** A path as podwire puts it into a probe. */
 export function literalPath(text: string): string {

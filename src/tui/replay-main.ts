@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import type { HandshakeRecord } from '../correlate/record.js';
 import type { StatusEvent } from '../events.js';
-import { replayFile } from '../replay.js';
+import { replayFile } from '../recording/replay.js';
 import { startTui } from './index.js';
 
 const args = process.argv.slice(2);

@@ -3,7 +3,7 @@
 // program's lines delivered later than they were, each source's lines kept in their own order.
 import { describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
-import { pipelineFor, replayLine } from '../../src/replay.js';
+import { pipelineFor, replayLine } from '../../src/recording/replay.js';
 import {
   bridgeHandshakeSteps,
   printfData,

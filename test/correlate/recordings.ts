@@ -1,8 +1,8 @@
 // Replays a real recording through the same pipeline as `podwire replay`, optionally edited first.
 import { readFileSync } from 'node:fs';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
-import { pipelineFor, replayLine } from '../../src/replay.js';
-import type { RecordingHeader } from '../../src/trace.js';
+import type { RecordingHeader } from '../../src/recording/format.js';
+import { pipelineFor, replayLine } from '../../src/recording/replay.js';
 
 export interface RecordingLine {
   src?: string;

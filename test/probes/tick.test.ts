@@ -5,10 +5,10 @@ import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs
 import { availableParallelism, getPriority } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseBpftraceLine } from '../../src/probes/lines.js';
+import { inspectContainerd } from '../../src/binaries/runtime.js';
+import { parseBpftraceLine } from '../../src/decode/lines.js';
 import { beginProbe, probesDir } from '../../src/probes/program.js';
 import type { ProbeRunner } from '../../src/probes/runner.js';
-import { inspectContainerd } from '../../src/probes/runtime.js';
 import { onPath } from '../../src/probes/tied.js';
 import { tracefs, UprobeEventsRunner } from '../../src/probes/uprobe-events.js';
 import { isRoot } from '../lab/node.js';

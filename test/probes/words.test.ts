@@ -2,7 +2,7 @@
 // read back by the decoder podwire uses, and random buffers as %llx prints them.
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { bytesOfEscapedChunks, parseBpftraceLine } from '../../src/probes/lines.js';
+import { bytesOfEscapedChunks, parseBpftraceLine } from '../../src/decode/lines.js';
 import { withWords } from '../../src/probes/program.js';
 import { onPath } from '../../src/probes/tied.js';
 import { isRoot } from '../lab/node.js';

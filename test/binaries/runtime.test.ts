@@ -6,19 +6,19 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseElf, vaddrToFileOffset } from '../../src/probes/elf.js';
+import { parseElf, vaddrToFileOffset } from '../../src/binaries/elf.js';
 import {
   disassemble,
   functionByName,
   type GoFunction,
   goFunctions,
-} from '../../src/probes/gosym.js';
+} from '../../src/binaries/gosym.js';
 import {
   CRI_METHODS,
   criCallLayout,
   inspectContainerd,
   type RuntimeInspection,
-} from '../../src/probes/runtime.js';
+} from '../../src/binaries/runtime.js';
 import { expectEntryProbe } from './entry-probe.js';
 
 const DEBIAN_CONTAINERD = '/usr/bin/containerd';

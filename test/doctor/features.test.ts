@@ -21,7 +21,7 @@ import {
   tracepointName,
   tracingCanWork,
   wildcardMatches,
-} from '../../src/probes/features.js';
+} from '../../src/doctor/features.js';
 import { probesDir } from '../../src/probes/program.js';
 
 /** `bpftrace --info 2>&1` as root on the development machine: Debian's bpftrace 0.17.0, kernel 6.18 without kprobes. */

@@ -4,7 +4,12 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { runningRuntimes } from '../probes/discover.js';
+import { runningRuntimes } from '../binaries/discover.js';
+import { pluginFilesIn, surveyPlugins } from '../binaries/plugins.js';
+import { inspectContainerd } from '../binaries/runtime.js';
+import { printJson } from '../cli/output.js';
+import { defaultCniBinDirs } from '../probes/program.js';
+import { defaultPollMs, pollLibrary, pollLibraryFix } from '../probes/runner.js';
 import {
   type Check,
   type CheckStatus,
@@ -12,12 +17,7 @@ import {
   probeMode,
   readNode,
   tracingCanWork,
-} from '../probes/features.js';
-import { pluginFilesIn, surveyPlugins } from '../probes/plugins.js';
-import { defaultCniBinDirs } from '../probes/program.js';
-import { defaultPollMs, pollLibrary, pollLibraryFix } from '../probes/runner.js';
-import { inspectContainerd } from '../probes/runtime.js';
-import { printJson } from './output.js';
+} from './features.js';
 
 export interface RuntimeReport {
   binary: string;

@@ -21,7 +21,7 @@ import {
   readPointer,
   sectionByName,
   vaddrToFileOffset,
-} from '../../src/probes/elf.js';
+} from '../../src/binaries/elf.js';
 import {
   functionByName,
   type GoFunctionTable,
@@ -31,7 +31,7 @@ import {
   readGoBuildInfo,
   returnOffsets,
   returnSites,
-} from '../../src/probes/gosym.js';
+} from '../../src/binaries/gosym.js';
 
 const DEBIAN_CONTAINERD = '/usr/bin/containerd';
 const SID_CONTAINERD = '.cache/containerd-sid/usr/bin/containerd';

@@ -16,9 +16,9 @@ import {
 } from 'node:fs';
 import { machine, release } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { probesDir } from './program.js';
-import { memlockNoise } from './runner.js';
-import { tracefs } from './uprobe-events.js';
+import { probesDir } from '../probes/program.js';
+import { memlockNoise } from '../probes/runner.js';
+import { tracefs } from '../probes/uprobe-events.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'missing';
 

@@ -4,7 +4,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { DoctorReport } from '../../src/cli/doctor.js';
+import type { DoctorReport } from '../../src/doctor/doctor.js';
 
 const isRoot = process.getuid?.() === 0;
 const rootReason =
@@ -31,7 +31,7 @@ function doctorArgs(args: string[]): string[] {
   if (readFileSync(cli, 'utf8').includes('registerDoctor')) return [cli, 'doctor', ...args];
   const shim = [
     "import { Command } from 'commander';",
-    "import { registerDoctor } from './dist/src/cli/doctor.js';",
+    "import { registerDoctor } from '../cli/dist/src/cli/doctor.js';",
     "const program = new Command('podwire');",
     'registerDoctor(program);',
     "await program.parseAsync(process.argv.slice(1), { from: 'user' });",

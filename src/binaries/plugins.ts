@@ -16,9 +16,11 @@ import {
   goFunctions,
   readGoBuildInfo,
 } from './gosym.js';
-import { isProbeSafePath } from './program.js';
 
 const EM_X86_64 = 62;
+
+/** Whether podwire will put a path from the node into a probe: plain characters only. */
+export const isProbeSafePath = (text: string): boolean => /^[\w./+-]+$/.test(text);
 
 /**
  * The Go functions whose entry sees what we need, in Go's amd64 register ABI (Go 1.17+): the first integer

@@ -1,9 +1,9 @@
 // Probe lines to events: chunked strings and buffers joined as the probes printed them (lines from a real recording).
 import { describe, expect, it } from 'vitest';
+import { Assembler } from '../../src/decode/assemble.js';
+import { parseBpftraceLine, parseProbeLine } from '../../src/decode/lines.js';
 import { decodeNetlink } from '../../src/decode/rtnetlink.js';
 import type { ProbeEvent } from '../../src/events.js';
-import { Assembler } from '../../src/probes/assemble.js';
-import { parseBpftraceLine, parseProbeLine } from '../../src/probes/lines.js';
 import { printfData, readRecording } from '../correlate/recordings.js';
 import { prng } from '../prng.js';
 

@@ -2,8 +2,8 @@
 // first instruction or on the conditional jump of its stack check, with nothing before that jump changing what an
 // entry probe reads (argument registers, the stack pointer, R14).
 import { expect } from 'vitest';
-import { type ElfImage, vaddrToFileOffset } from '../../src/probes/elf.js';
-import { disassemble, type GoFunction } from '../../src/probes/gosym.js';
+import { type ElfImage, vaddrToFileOffset } from '../../src/binaries/elf.js';
+import { disassemble, type GoFunction } from '../../src/binaries/gosym.js';
 
 /** Returns the instruction objdump shows at the probe, e.g. `jbe 0x4e23a0`. */
 export async function expectEntryProbe(

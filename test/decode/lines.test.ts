@@ -7,7 +7,7 @@ import {
   FieldReader,
   type ProbeLine,
   parseBpftraceLine,
-} from '../../src/probes/lines.js';
+} from '../../src/decode/lines.js';
 import { prng } from '../prng.js';
 
 /** A line as `bpftrace -f json` prints a printf of `data`. */

@@ -1,10 +1,11 @@
 // One path from bpftrace's raw lines to records, shared by live tracing and replay so that both give the same.
-import { Correlator, type CorrelatorOptions } from './correlate/correlator.js';
-import type { HandshakeRecord } from './correlate/record.js';
-import type { ProbeEvent } from './events.js';
-import { type AssembleResult, Assembler } from './probes/assemble.js';
-import { parseBpftraceLine } from './probes/lines.js';
-import { millis } from './time.js';
+
+import { type AssembleResult, Assembler } from '../decode/assemble.js';
+import { parseBpftraceLine } from '../decode/lines.js';
+import type { ProbeEvent } from '../events.js';
+import { millis } from '../time.js';
+import { Correlator, type CorrelatorOptions } from './correlator.js';
+import type { HandshakeRecord } from './record.js';
 
 export interface PipelineCounters {
   lines: number;

@@ -1,11 +1,11 @@
 // `podwire replay`: a recording through the same pipeline as the live run, so it gives the same records.
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import type { HandshakeRecord } from './correlate/record.js';
-import { type StatusEvent, status } from './events.js';
-import { Pipeline, type PipelineOutput } from './pipeline.js';
-import type { Sink } from './sinks/ndjson.js';
-import type { RecordingHeader } from './trace.js';
+import { Pipeline, type PipelineOutput } from '../correlate/pipeline.js';
+import type { HandshakeRecord } from '../correlate/record.js';
+import { type StatusEvent, status } from '../events.js';
+import type { Sink } from '../sinks/ndjson.js';
+import type { RecordingHeader } from './format.js';
 
 /** A recording's line after its header, as the live run saw it: null when it is not one podwire writes. */
 export function replayLine(

@@ -14,9 +14,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseElf, vaddrToFileOffset } from '../../src/probes/elf.js';
-import { attachPoints } from '../../src/probes/features.js';
-import { entryProbeOffset, functionByName, goFunctions } from '../../src/probes/gosym.js';
+import { parseElf, vaddrToFileOffset } from '../../src/binaries/elf.js';
+import { entryProbeOffset, functionByName, goFunctions } from '../../src/binaries/gosym.js';
 import {
   attachNumber,
   hasRegisterAbi,
@@ -25,7 +24,8 @@ import {
   pluginFingerprint,
   pluginFunctions,
   surveyPlugins,
-} from '../../src/probes/plugins.js';
+} from '../../src/binaries/plugins.js';
+import { attachPoints } from '../../src/doctor/features.js';
 import { kernelProgram, pluginIoProgram, probesDir, withWords } from '../../src/probes/program.js';
 import { isRoot } from '../lab/node.js';
 import { expectEntryProbe } from './entry-probe.js';
