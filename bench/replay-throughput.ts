@@ -28,7 +28,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Pipeline } from '../src/correlate/pipeline.js';
 import type { HandshakeRecord } from '../src/correlate/record.js';
-import type { RecordingHeader } from '../src/recording/format.js';
+import type { RecordedLine, RecordingHeader } from '../src/recording/format.js';
 import { pipelineFor, replayLine } from '../src/recording/replay.js';
 import { rfc3339Nanos } from '../src/time.js';
 import { median } from './median.js';
@@ -659,7 +659,7 @@ async function measure(file: string): Promise<RunResult> {
     result.lines++;
     const wrapper = JSON.parse(text) as { src: string; raw?: string; probe?: string };
     if (wrapper.raw === undefined) {
-      replayLine(pipeline, wrapper as unknown as Record<string, unknown>);
+      replayLine(pipeline, wrapper as unknown as RecordedLine);
       continue;
     }
     const started = performance.now();

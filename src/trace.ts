@@ -1,5 +1,5 @@
 // `podwire trace`: runs the probes on this node and sends every handshake and teardown to the sinks.
-import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { getPriority } from 'node:os';
 import { runningRuntimes } from './binaries/discover.js';
 import {
@@ -16,7 +16,7 @@ import { onPollTick } from './probes/fifo-lines.js';
 import { defaultCniBinDirs, defaultNetnsDirs, kernelProgram } from './probes/program.js';
 import { ProbeRunner, removeStaleProbeDirs } from './probes/runner.js';
 import { removeStaleGroups, UprobeEventsRunner } from './probes/uprobe-events.js';
-import type { RecordingHeader } from './recording/format.js';
+import { RecordingWriter } from './recording/writer.js';
 import type { Sink } from './sinks/ndjson.js';
 import { monotonicToRealtimeOffset } from './time.js';
 import { warmUp } from './warmup.js';
@@ -40,7 +40,7 @@ const tickEveryMs = 250;
 export class Tracer {
   private runners: ProbeRunner[] = [];
   private pipeline!: Pipeline;
-  private recording: WriteStream | null = null;
+  private recording: RecordingWriter | null = null;
   private stopPolling: (() => void) | null = null;
   private lastTicksAt = 0;
   private attached = new Set<string>();
@@ -91,15 +91,13 @@ export class Tracer {
   }
 
   private line(source: string, raw: string): void {
-    this.recording?.write(`${JSON.stringify({ src: source, raw })}\n`);
+    this.recording?.write({ src: source, raw });
     this.handle(this.pipeline.push(source, raw), source);
   }
 
   /** A probe program went down, came back or is gone: recorded too, so that a replay is as blind as the live run was. */
   private probeState(name: string, state: 'up' | 'down' | 'gone', ticks: TickMode = false): void {
-    this.recording?.write(
-      `${JSON.stringify({ src: name, probe: state, ...(ticks ? { ticks } : {}) })}\n`,
-    );
+    this.recording?.write(ticks ? { src: name, probe: state, ticks } : { src: name, probe: state });
     this.handle(this.pipeline.probeState(name, state, ticks), name);
   }
 
@@ -281,7 +279,7 @@ export class Tracer {
           continue;
         }
         this.pipeline.setCriProbes(true);
-        this.recording?.write(`${JSON.stringify({ cri: true })}\n`);
+        this.recording?.write({ cri: true });
         runner.read();
       }
       for (const [binary, runner] of [...this.criRunners]) {
@@ -360,28 +358,19 @@ export class Tracer {
       runtime: 'containerd',
     });
     if (this.options.record) {
-      const file = this.options.record;
-      this.recording = createWriteStream(file);
-      // A full disk (or a file removed under it) ends the recording, never the tracing.
-      this.recording.once('error', (error) => {
-        this.recording = null;
-        this.emit(
-          status(
-            'input-problem',
-            `the recording ${file} stopped: ${error.message}; tracing goes on without it (free space, or record elsewhere)`,
-          ),
-        );
-      });
-      const header: RecordingHeader = {
-        kind: 'podwire-recording',
-        version: 1,
-        started: new Date().toISOString(),
-        clockOffsetNs: this.clockOffsetNs.toString(),
-        criProbes,
-        runtime: 'containerd',
-        cniBinDirs: this.options.cniBinDirs,
-      };
-      this.recording.write(`${JSON.stringify(header)}\n`);
+      this.recording = new RecordingWriter(
+        this.options.record,
+        {
+          clockOffsetNs: this.clockOffsetNs.toString(),
+          criProbes,
+          runtime: 'containerd',
+          cniBinDirs: this.options.cniBinDirs,
+        },
+        (message) => {
+          this.recording = null;
+          this.emit(status('input-problem', message));
+        },
+      );
     }
     // Until a program says it is attached, the pipeline knows it is blind to that part of the node.
     for (const name of ['kernel', ...[...this.criRunners.values()].map((runner) => runner.name)]) {
@@ -409,7 +398,7 @@ export class Tracer {
       // a wake-up that found no lines (at least busyPollMs after the last).
       if (linesSeen) return;
       // Recorded where it happened, so that a replay releases the same events at the same point.
-      this.recording?.write(`${JSON.stringify({ drain: true })}\n`);
+      this.recording?.write({ drain: true });
       this.handle(this.pipeline.drain(), 'pipeline');
     });
   }
@@ -452,9 +441,7 @@ export class Tracer {
       this.handle(pipeline.finish(), 'pipeline');
       this.emit(status('stopped', 'podwire stopped', { counters: pipeline.counters }));
     }
-    await new Promise<void>((resolve) =>
-      this.recording ? this.recording.end(resolve) : resolve(),
-    );
+    await this.recording?.end();
     for (const sink of this.sinks) await sink.close();
   }
 }

@@ -1,13 +1,8 @@
 // JIT warm-up: a real recording through throwaway pipelines while bpftrace attaches, so that the first pods the
-// daemon sees are decoded by optimised code.
-//
-// Measured on the lab (bench/README.md): a freshly started daemon spent most of its CPU per pod in V8's
-// interpreter and compilers, not in decoding, and it spends that CPU while the pods it watches start. bpftrace
-// takes seconds to attach, during which podwire's own thread has nothing to do: the warm-up runs then, in slices
-// that leave the event loop free for bpftrace's lines, and its records go nowhere.
-import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
-import type { RecordingHeader } from './recording/format.js';
+// daemon sees are decoded by optimised code rather than by V8's interpreter, with CPU the starting pods need.
+// bpftrace takes seconds to attach; the warm-up runs then, in slices that leave the event loop free, and its records
+// go nowhere.
+import { readRecordingFile } from './recording/reader.js';
 import { pipelineFor, replayLine } from './recording/replay.js';
 import { recordText } from './sinks/ndjson.js';
 
@@ -23,19 +18,6 @@ export interface WarmupResult {
   skipped?: string;
 }
 
-/** The recording's header and its lines, parsed once: the passes only push them. */
-function load(file: URL | string): { header: RecordingHeader; lines: Record<string, unknown>[] } {
-  const bytes = readFileSync(file);
-  const text = (String(file).endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8');
-  const parsed = text
-    .split('\n')
-    .filter((line) => line !== '')
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-  const header = parsed.shift();
-  if (header?.kind !== 'podwire-recording') throw new Error(`${file} is not a podwire recording`);
-  return { header: header as unknown as RecordingHeader, lines: parsed };
-}
-
 /**
  * Replays the recording `passes` times, each through a pipeline of its own (same ids every time, so never one
  * pipeline twice), `linesPerSlice` lines at a time with the event loop free in between.
@@ -46,9 +28,9 @@ export async function warmUp(
   linesPerSlice = 500,
 ): Promise<WarmupResult> {
   const started = performance.now();
-  let recording: ReturnType<typeof load>;
+  let recording: ReturnType<typeof readRecordingFile>;
   try {
-    recording = load(file);
+    recording = readRecordingFile(file);
   } catch (error) {
     return { lines: 0, records: 0, ms: 0, skipped: (error as Error).message };
   }
@@ -58,7 +40,7 @@ export async function warmUp(
     const pipeline = pipelineFor(recording.header);
     for (const line of recording.lines) {
       const out = replayLine(pipeline, line);
-      for (const record of out?.records ?? []) {
+      for (const record of out.records) {
         recordText(record);
         records++;
       }

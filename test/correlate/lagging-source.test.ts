@@ -9,6 +9,7 @@ import {
   printfData,
   type RecordingLine,
   readRecording,
+  recorded,
   replay,
 } from './recordings.js';
 
@@ -91,7 +92,7 @@ describe('a bpftrace that falls behind the CRI reader (real recording with ticks
     const pipeline = pipelineFor(recording.header);
     const asked = new Map<string, number>();
     for (const line of delayed(recording.lines, 'kernel', lag)) {
-      replayLine(pipeline, { ...line });
+      replayLine(pipeline, recorded(line));
       const behind = pipeline.sourcesBehind().join(' ');
       asked.set(behind, (asked.get(behind) ?? 0) + 1);
     }
@@ -117,7 +118,7 @@ describe('a bpftrace that falls behind the CRI reader (real recording with ticks
       const pipeline = pipelineFor(recording.header);
       const problems: string[] = [];
       for (const line of lines) {
-        const out = replayLine(pipeline, { ...line });
+        const out = replayLine(pipeline, recorded(line));
         if (out?.late) problems.push(out.late.message);
       }
       return { late: pipeline.counters.lateEvents, problems };
@@ -167,7 +168,7 @@ function replayHolding(lines: RecordingLine[], limit: number) {
   const records: HandshakeRecord[] = [];
   const problems: string[] = [];
   for (const line of lines) {
-    const out = replayLine(pipeline, { ...line });
+    const out = replayLine(pipeline, recorded(line));
     records.push(...(out?.records ?? []));
     problems.push(...(out?.problems ?? []));
   }
