@@ -40,7 +40,7 @@ export function printfData(line: RecordingLine): string | null {
   return parsed.type === 'printf' ? (parsed.data ?? null) : null;
 }
 
-/** The steps every bridge + host-local handshake on the lab has (DESIGN.md's phase names), below the CRI call. */
+/** The steps every bridge + host-local handshake on the lab has (the phase names of docs/records.md), below the CRI call. */
 export const bridgeHandshakeSteps = [
   'netns create',
   'cni ADD loopback',
