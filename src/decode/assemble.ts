@@ -1,35 +1,55 @@
-// Turns probe lines into typed events, joining the chunks that bpftrace's string limit makes us print separately.
+// Turns probe lines into typed events, reading each as its declaration says (probe-lines.ts) and joining the chunks
+// that bpftrace's string limit makes the probes print separately.
 import type { ProbeEvent } from '../events.js';
+import { bytesOfWords, FieldReader, type ProbeLine, unescapeJson } from './lines.js';
 import {
-  type BufferFormat,
-  bytesOfEscapedChunks,
-  FieldReader,
-  type ProbeLine,
-  unescapeJson,
-} from './lines.js';
+  bufferChunk,
+  type Field,
+  type ProbeLineSpec,
+  type ProbeTag,
+  probeLines,
+  probeLineSpec,
+  stringChunk,
+} from './probe-lines.js';
 
-/** Bytes of a string chunk with BPFTRACE_STRLEN=200 (199 characters and the NUL). */
-export const stringChunk = 199;
-/** Bytes of a buf() chunk. */
-export const bufferChunk = 192;
+type FieldOf<T extends ProbeTag> = (typeof probeLines)[T]['fields'][number];
+type ValueOf<F> = F extends { repeats: true }
+  ? Uint8Array[]
+  : F extends { type: 'int' | 'uint' }
+    ? number
+    : F extends { type: 'words' }
+      ? Uint8Array
+      : string;
+/** A line's values by field name; a chunked line's last field holds the whole value, joined. */
+type Values<T extends ProbeTag> = { [F in FieldOf<T> as F['name']]: ValueOf<F> };
+type Builder<T extends ProbeTag> = (line: ProbeLine, values: Values<T>, out: AssembleResult) => void;
+
+export type AssembleResult = { events: ProbeEvent[]; problems: string[] };
+
+/** A tag's declaration as the hot path reads it. */
+interface Plan {
+  tag: ProbeTag;
+  spec: ProbeLineSpec;
+  fields: readonly Field[];
+  /** Chunked: the fields read before the chunk text (the last field). */
+  head: number;
+}
+
+const plans = new Map<string, Plan>(
+  (Object.keys(probeLines) as ProbeTag[]).map((tag) => {
+    const spec = probeLineSpec(tag) as ProbeLineSpec;
+    return [tag, { tag, spec, fields: spec.fields, head: spec.fields.length - 1 }];
+  }),
+);
 
 interface Partial {
+  plan: Plan;
   first: ProbeLine;
   /** The fields of the first line that come before its chunk text, read once. */
-  head: number[];
+  values: Record<string, unknown>;
   /** Chunk texts as bpftrace's JSON wrote them (FieldReader.restEscaped). */
   chunks: string[];
   expected: number;
-}
-
-/** How a line printed its buffer: as words when its tag says so (`nl_send_w`), else as older recordings did. */
-function bufferFormat(tag: string, before: 'r' | 'rx'): BufferFormat {
-  return tag.endsWith('_w') ? 'words' : before;
-}
-
-/** How many buf() chunks a probe prints for `length` bytes, at most `max`. */
-function bufferChunks(length: number, max: number): number {
-  return Math.max(1, Math.min(max, Math.ceil(length / bufferChunk)));
 }
 
 /** Joins string chunks: the next chunk continues only where the previous one filled its whole width. */
@@ -43,13 +63,35 @@ function joinStringChunks(chunks: string[]): string {
   return text;
 }
 
-export type AssembleResult = { events: ProbeEvent[]; problems: string[] };
+/** The next field of `f` as `field` is printed. */
+function readField(f: FieldReader, field: Field): unknown {
+  switch (field.type) {
+    case 'int':
+    case 'uint':
+      return f.int();
+    case 'string':
+      return f.string();
+    case 'rest':
+      return f.rest();
+    case 'words': {
+      if (!field.repeats) return bytesOfWords([f.string()], -1);
+      const slots: Uint8Array[] = [];
+      for (let slot = f.string(); slot !== ''; slot = f.string())
+        slots.push(bytesOfWords([slot], -1));
+      return slots;
+    }
+    default: {
+      const unknown: never = field.type;
+      throw new Error(`field type ${unknown} has no reader`);
+    }
+  }
+}
 
 /** A cni_env event of `text` (NAME=value) from `line`'s process, or a problem naming the line's `tag`. */
-function pushEnv(line: ProbeLine, text: string, tag: string, out: AssembleResult): void {
+function pushEnv(line: ProbeLine, text: string, out: AssembleResult): void {
   const eq = text.indexOf('=');
   if (eq <= 0) {
-    out.problems.push(`${tag} of pid ${line.pid} is not NAME=value: "${text.slice(0, 40)}"`);
+    out.problems.push(`${line.tag} of pid ${line.pid} is not NAME=value: "${text.slice(0, 40)}"`);
     return;
   }
   const { ns, pid, tid } = line;
@@ -63,8 +105,26 @@ function pushEnv(line: ProbeLine, text: string, tag: string, out: AssembleResult
   });
 }
 
-/** Whether a cni_env value is one cni.bt prints in three chunks (the others fit one). */
-const longEnv = /^(CNI_ARGS|TRACESTATE)=/;
+interface PendingCri {
+  line: ProbeLine;
+  method: string;
+  goroutine: string;
+  expected: number;
+  args: Record<string, string>;
+}
+
+function criEnter(pending: PendingCri): ProbeEvent {
+  const { line } = pending;
+  return {
+    ns: line.ns,
+    pid: line.pid,
+    tid: line.tid,
+    kind: 'cri_enter',
+    method: pending.method,
+    goroutine: pending.goroutine,
+    args: pending.args,
+  };
+}
 
 /**
  * Stateful but clock-free: a chunked event is emitted when its last chunk arrives. A chunk that arrives without
@@ -73,17 +133,170 @@ const longEnv = /^(CNI_ARGS|TRACESTATE)=/;
  */
 export class Assembler {
   private partials = new Map<string, Partial>();
-  private criArgs = new Map<
-    number,
-    {
-      line: ProbeLine;
-      method: string;
-      goroutine: string;
-      expected: number;
-      args: Record<string, string>;
-    }
-  >();
+  private criArgs = new Map<number, PendingCri>();
   private readonly reader = new FieldReader();
+
+  /** What each tag's values make: one entry a tag, so a tag declared and not handled does not compile. */
+  private readonly events: { [T in ProbeTag]: Builder<T> } = {
+    cni_exec: (l, v, out) => {
+      out.events.push({
+        ns: l.ns,
+        pid: l.pid,
+        tid: l.tid,
+        kind: 'cni_exec',
+        ppid: v.ppid,
+        netnsInum: v.netnsInum,
+        path: v.path,
+      });
+    },
+    cni_envs_w: (l, v, out) => {
+      // Each slot a variable's NAME=value NUL-terminated, zeros when not there.
+      for (const bytes of v.slots) {
+        const end = bytes.indexOf(0);
+        if (end === 0) continue;
+        const text = Buffer.from(
+          bytes.buffer,
+          bytes.byteOffset,
+          end < 0 ? bytes.length : end,
+        ).toString();
+        if (end < 0)
+          out.problems.push(`${l.tag} of pid ${l.pid}: a slot without its NUL: "${text.slice(0, 40)}"`);
+        else pushEnv(l, text, out);
+      }
+    },
+    cni_env: (l, v, out) => pushEnv(l, v.text, out),
+    cni_gone: (l, v, out) => {
+      out.events.push({ ns: l.ns, pid: l.pid, tid: l.tid, kind: 'cni_gone', status: v.status });
+    },
+    cni_out_w: (l, v, out) => {
+      out.events.push({
+        ns: l.ns,
+        pid: l.pid,
+        tid: l.tid,
+        kind: 'cni_out',
+        length: v.length,
+        bytes: v.bytes,
+      });
+    },
+    ns_unshare: (l, v, out) => {
+      out.events.push({
+        ns: l.ns,
+        pid: l.pid,
+        tid: l.tid,
+        kind: 'ns_unshare',
+        ret: v.ret,
+        flags: v.flags,
+        netnsInum: v.netnsInum,
+      });
+    },
+    ns_clone: (l, v, out) => {
+      out.events.push({ ns: l.ns, pid: l.pid, tid: l.tid, kind: 'ns_clone', ret: v.ret, flags: v.flags });
+    },
+    ns_mount: (l, v, out) => {
+      out.events.push({ ns: l.ns, pid: l.pid, tid: l.tid, kind: 'ns_mount', ret: v.ret, target: v.target });
+    },
+    ns_umount: (l, v, out) => {
+      out.events.push({ ns: l.ns, pid: l.pid, tid: l.tid, kind: 'ns_umount', ret: v.ret, target: v.target });
+    },
+    ns_setns: (l, v, out) => {
+      out.events.push({
+        ns: l.ns,
+        pid: l.pid,
+        tid: l.tid,
+        kind: 'ns_setns',
+        ret: v.ret,
+        nstype: v.nstype,
+        netnsInum: v.netnsInum,
+      });
+    },
+    nl_socket: (l, v, out) => {
+      out.events.push({ ns: l.ns, pid: l.pid, tid: l.tid, kind: 'nl_socket', fd: v.fd });
+    },
+    nl_send_w: (l, v, out) => {
+      out.events.push({
+        ns: l.ns,
+        pid: l.pid,
+        tid: l.tid,
+        kind: 'nl_send',
+        fd: v.fd,
+        length: v.length,
+        netnsInum: v.netnsInum,
+        bytes: v.bytes,
+      });
+    },
+    nl_recv_w: (l, v, out) => {
+      out.events.push({
+        ns: l.ns,
+        pid: l.pid,
+        tid: l.tid,
+        kind: 'nl_recv',
+        fd: v.fd,
+        length: v.length,
+        netnsInum: v.netnsInum,
+        bytes: v.bytes,
+      });
+    },
+    nl_extack: (l, v, out) => {
+      out.events.push({ ns: l.ns, pid: l.pid, tid: l.tid, kind: 'nl_extack', message: v.message });
+    },
+    sb_exec_w: (l, v, out) => {
+      const { bytes } = v;
+      const argv = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+        .toString('latin1')
+        .split('\0');
+      if (argv.at(-1) === '') argv.pop();
+      out.events.push({
+        ns: l.ns,
+        pid: l.pid,
+        tid: l.tid,
+        kind: 'sb_exec',
+        ppid: v.ppid,
+        netnsInum: v.netnsInum,
+        argv,
+      });
+    },
+    sb_init: (l, v, out) => {
+      out.events.push({
+        ns: l.ns,
+        pid: l.pid,
+        tid: l.tid,
+        kind: 'sb_init',
+        netnsInum: v.netnsInum,
+        path: v.path,
+      });
+    },
+    // The pipeline takes ticks before they reach an assembler.
+    tick: () => {},
+    cri_enter: (l, v, out) => {
+      const pending = { line: l, method: v.method, goroutine: v.goroutine, expected: v.args, args: {} };
+      if (!(v.args > 0)) out.events.push(criEnter(pending));
+      else this.criArgs.set(l.tid, pending);
+    },
+    cri_arg: (l, v, out) => {
+      const pending = this.criArgs.get(l.tid);
+      if (!pending) {
+        out.problems.push(`cri_arg of tid ${l.tid} arrived without its cri_enter`);
+        return;
+      }
+      pending.args[v.name] = v.value;
+      if (Object.keys(pending.args).length >= pending.expected) {
+        this.criArgs.delete(l.tid);
+        out.events.push(criEnter(pending));
+      }
+    },
+    cri_return: (l, v, out) => {
+      out.events.push({
+        ns: l.ns,
+        pid: l.pid,
+        tid: l.tid,
+        kind: 'cri_return',
+        method: v.method,
+        goroutine: v.goroutine,
+        failed: v.failed !== 0,
+        sandboxId: v.sandboxId ? v.sandboxId : null,
+      });
+    },
+  };
 
   push(line: ProbeLine): AssembleResult {
     const out: AssembleResult = { events: [], problems: [] };
@@ -104,33 +317,74 @@ export class Assembler {
     const out: AssembleResult = { events: [], problems: [] };
     for (const partial of this.partials.values()) this.complete(partial, out);
     this.partials.clear();
-    for (const pending of this.criArgs.values()) out.events.push(this.criEnter(pending));
+    for (const pending of this.criArgs.values()) out.events.push(criEnter(pending));
     this.criArgs.clear();
     return out;
   }
 
-  /** A chunk of a string or buffer; `head` holds the fields before the chunk number, `text` the chunk. */
-  private chunked(
+  private handle(line: ProbeLine, out: AssembleResult): void {
+    const plan = plans.get(line.tag);
+    if (!plan) {
+      out.problems.push(`unknown probe line "${line.tag}"`);
+      return;
+    }
+    const f = this.reader.reset(line);
+    const { fields, spec } = plan;
+    const values: Record<string, unknown> = {};
+    if (!spec.chunks) {
+      for (const field of fields) values[field.name] = readField(f, field);
+      this.build(plan, line, values, out);
+      return;
+    }
+    for (let i = 0; i < plan.head; i++) {
+      const field = fields[i] as Field;
+      values[field.name] = readField(f, field);
+    }
+    this.chunked(plan, spec.chunks, line, values, f.restEscaped(), out);
+  }
+
+  private build(
+    plan: Plan,
     line: ProbeLine,
-    key: string,
-    head: number[],
-    chunk: number,
-    text: string,
-    expected: number,
+    values: Record<string, unknown>,
     out: AssembleResult,
   ): void {
+    (this.events[plan.tag] as Builder<ProbeTag>)(line, values as Values<ProbeTag>, out);
+  }
+
+  /** One chunk (`text`) of a string or buffer; `values` holds the line's fields before it. */
+  private chunked(
+    plan: Plan,
+    chunks: NonNullable<ProbeLineSpec['chunks']>,
+    line: ProbeLine,
+    values: Record<string, unknown>,
+    text: string,
+    out: AssembleResult,
+  ): void {
+    const chunk = values[chunks.number] as number;
+    let expected: number;
+    if (chunks.join === 'buffer') {
+      const length = values[chunks.length ?? ''] as number;
+      expected = Math.max(1, Math.min(chunks.max, Math.ceil(length / bufferChunk)));
+    } else {
+      // A chunk shorter than the string width ends the value; only the values declared `continued` go on.
+      const long = chunk > 0 || chunks.continued?.test(text) === true;
+      expected = !long || unescapeJson(text).length < stringChunk ? chunk + 1 : chunks.max;
+    }
+    let key = `${plan.tag}:${line.tid}`;
+    for (const name of chunks.key) key += `:${values[name]}`;
     const partial = this.partials.get(key);
     if (chunk === 0) {
       if (partial) this.complete(partial, out);
-      const fresh = { first: line, head, chunks: [text], expected };
+      const fresh = { plan, first: line, values, chunks: [text], expected };
       if (expected <= 1) {
         if (partial) this.partials.delete(key);
         this.complete(fresh, out);
       } else this.partials.set(key, fresh);
       return;
     }
-    // A value's end ends it: the continuation chunks of an older recording that follow are not the value's.
-    if (!partial && line.tag === 'cni_env') return;
+    // A string's chunk after the one that ended it (read past its NUL) is not the value's.
+    if (!partial && chunks.join === 'string') return;
     if (!partial || partial.chunks.length !== chunk) {
       out.problems.push(
         `${line.tag} chunk ${chunk} of pid ${line.pid} arrived without the chunks before it`,
@@ -144,266 +398,14 @@ export class Assembler {
     }
   }
 
-  private handle(line: ProbeLine, out: AssembleResult): void {
-    const f = this.reader.reset(line);
-    const { ns, pid, tid } = line;
-    switch (line.tag) {
-      case 'cni_exec':
-        out.events.push({
-          ns,
-          pid,
-          tid,
-          kind: 'cni_exec',
-          ppid: f.int(),
-          netnsInum: f.int(),
-          path: f.string(),
-        });
-        return;
-      case 'cni_env': {
-        // cni.bt prints the long ones (CNI_ARGS, TRACESTATE) in up to three chunks, the others in one. A chunk
-        // shorter than the string width ends the value: cni.bt prints no more where the string cannot reach
-        // (older recordings have every chunk; what follows the end is dropped).
-        const index = f.int();
-        const chunk = f.int();
-        const text = f.restEscaped();
-        const long = chunk > 0 || longEnv.test(text);
-        const chunks = !long || unescapeJson(text).length < stringChunk ? chunk + 1 : 3;
-        this.chunked(line, `env:${tid}:${index}`, [], chunk, text, chunks, out);
-        return;
-      }
-      case 'cni_envs_w':
-        // cni.bt's slots, one field each: a variable's NAME=value NUL-terminated in words, zeros when not there.
-        for (let slot = f.string(); slot !== ''; slot = f.string()) {
-          const bytes = bytesOfEscapedChunks([slot], 'words', -1);
-          const end = bytes.indexOf(0);
-          if (end === 0) continue;
-          const text = Buffer.from(
-            bytes.buffer,
-            bytes.byteOffset,
-            end < 0 ? bytes.length : end,
-          ).toString();
-          if (end < 0)
-            out.problems.push(
-              `cni_envs_w of pid ${pid}: a slot without its NUL: "${text.slice(0, 40)}"`,
-            );
-          else pushEnv(line, text, 'cni_envs_w', out);
-        }
-        return;
-      case 'cni_exit':
-        out.events.push({ ns, pid, tid, kind: 'cni_exit', code: f.int() });
-        return;
-      case 'cni_gone':
-        out.events.push({ ns, pid, tid, kind: 'cni_gone', status: f.int() });
-        return;
-      case 'cni_out':
-      case 'cni_out_w': {
-        const length = f.int();
-        const chunk = f.int();
-        const text = f.restEscaped();
-        this.chunked(line, `out:${tid}`, [length], chunk, text, bufferChunks(length, 4), out);
-        return;
-      }
-      case 'nl_send':
-      case 'nl_send_w':
-      case 'nl_recv':
-      case 'nl_recv_w': {
-        // Requests come in up to two chunks, answers in one (plugin-io.bt, plugin-io-syscalls.bt).
-        const fd = f.int();
-        const length = f.int();
-        const netnsInum = f.int();
-        const chunk = f.int();
-        const text = f.restEscaped();
-        const send = line.tag.startsWith('nl_send');
-        const chunks = bufferChunks(length, send ? 2 : 1);
-        const key = send ? `nl_send:${tid}` : `nl_recv:${tid}`;
-        this.chunked(line, key, [fd, length, netnsInum], chunk, text, chunks, out);
-        return;
-      }
-      case 'sb_exec':
-      case 'sb_exec_w': {
-        const ppid = f.int();
-        const netnsInum = f.int();
-        const length = f.int();
-        const chunk = f.int();
-        const text = f.restEscaped();
-        this.chunked(
-          line,
-          `sb:${tid}`,
-          [ppid, netnsInum, length],
-          chunk,
-          text,
-          bufferChunks(length, 3),
-          out,
-        );
-        return;
-      }
-      case 'ns_unshare':
-        out.events.push({
-          ns,
-          pid,
-          tid,
-          kind: 'ns_unshare',
-          ret: f.int(),
-          flags: f.int(),
-          netnsInum: f.int(),
-        });
-        return;
-      case 'ns_clone':
-        out.events.push({ ns, pid, tid, kind: 'ns_clone', ret: f.int(), flags: f.int() });
-        return;
-      case 'ns_mount':
-        out.events.push({ ns, pid, tid, kind: 'ns_mount', ret: f.int(), target: f.string() });
-        return;
-      case 'ns_umount':
-        out.events.push({ ns, pid, tid, kind: 'ns_umount', ret: f.int(), target: f.string() });
-        return;
-      case 'ns_setns':
-        out.events.push({
-          ns,
-          pid,
-          tid,
-          kind: 'ns_setns',
-          ret: f.int(),
-          nstype: f.int(),
-          netnsInum: f.int(),
-        });
-        return;
-      case 'nl_socket':
-        out.events.push({ ns, pid, tid, kind: 'nl_socket', fd: f.int() });
-        return;
-      case 'nl_extack':
-        out.events.push({ ns, pid, tid, kind: 'nl_extack', message: f.rest() });
-        return;
-      case 'sb_init':
-        out.events.push({
-          ns,
-          pid,
-          tid,
-          kind: 'sb_init',
-          netnsInum: f.int(),
-          path: f.string(),
-        });
-        return;
-      case 'cri_enter': {
-        const method = f.string();
-        const goroutine = f.string();
-        const expected = f.int();
-        const pending = { line, method, goroutine, expected, args: {} };
-        if (!(expected > 0)) out.events.push(this.criEnter(pending));
-        else this.criArgs.set(tid, pending);
-        return;
-      }
-      case 'cri_arg': {
-        const pending = this.criArgs.get(tid);
-        if (!pending) {
-          out.problems.push(`cri_arg of tid ${tid} arrived without its cri_enter`);
-          return;
-        }
-        f.string(); // the goroutine, as in its cri_enter
-        const name = f.string();
-        pending.args[name] = f.rest();
-        if (Object.keys(pending.args).length >= pending.expected) {
-          this.criArgs.delete(tid);
-          out.events.push(this.criEnter(pending));
-        }
-        return;
-      }
-      case 'cri_return': {
-        const method = f.string();
-        const goroutine = f.string();
-        const failed = f.string() !== '0';
-        const sandboxId = f.string();
-        out.events.push({
-          ns,
-          pid,
-          tid,
-          kind: 'cri_return',
-          method,
-          goroutine,
-          failed,
-          sandboxId: sandboxId ? sandboxId : null,
-        });
-        return;
-      }
-      default:
-        out.problems.push(`unknown probe line "${line.tag}"`);
-    }
-  }
-
-  private criEnter(pending: {
-    line: ProbeLine;
-    method: string;
-    goroutine: string;
-    args: Record<string, string>;
-  }): ProbeEvent {
-    const { line } = pending;
-    return {
-      ns: line.ns,
-      pid: line.pid,
-      tid: line.tid,
-      kind: 'cri_enter',
-      method: pending.method,
-      goroutine: pending.goroutine,
-      args: pending.args,
-    };
-  }
-
   private complete(partial: Partial, out: AssembleResult): void {
-    const { first, head, chunks } = partial;
-    const { ns, pid, tid } = first;
-    switch (first.tag) {
-      case 'cni_env':
-        pushEnv(first, joinStringChunks(chunks), 'cni_env', out);
-        return;
-      case 'cni_out':
-      case 'cni_out_w': {
-        const length = head[0] ?? Number.NaN;
-        out.events.push({
-          ns,
-          pid,
-          tid,
-          kind: 'cni_out',
-          length,
-          bytes: bytesOfEscapedChunks(chunks, bufferFormat(first.tag, 'r'), length),
-        });
-        return;
-      }
-      case 'nl_send':
-      case 'nl_send_w':
-      case 'nl_recv':
-      case 'nl_recv_w': {
-        const length = head[1] ?? Number.NaN;
-        out.events.push({
-          ns,
-          pid,
-          tid,
-          kind: first.tag.startsWith('nl_send') ? 'nl_send' : 'nl_recv',
-          fd: head[0] ?? Number.NaN,
-          length,
-          netnsInum: head[2] ?? Number.NaN,
-          bytes: bytesOfEscapedChunks(chunks, bufferFormat(first.tag, 'rx'), length),
-        });
-        return;
-      }
-      case 'sb_exec':
-      case 'sb_exec_w': {
-        const length = head[2] ?? Number.NaN;
-        const bytes = bytesOfEscapedChunks(chunks, bufferFormat(first.tag, 'r'), length);
-        const argv = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-          .toString('latin1')
-          .split('\0');
-        if (argv.at(-1) === '') argv.pop();
-        out.events.push({
-          ns,
-          pid,
-          tid,
-          kind: 'sb_exec',
-          ppid: head[0] ?? Number.NaN,
-          netnsInum: head[1] ?? Number.NaN,
-          argv,
-        });
-        return;
-      }
-    }
+    const { plan, first, values, chunks } = partial;
+    const spec = plan.spec.chunks;
+    const last = plan.fields[plan.head] as Field;
+    values[last.name] =
+      spec?.join === 'buffer'
+        ? bytesOfWords(chunks, values[spec.length ?? ''] as number)
+        : joinStringChunks(chunks);
+    this.build(plan, first, values, out);
   }
 }

@@ -248,161 +248,6 @@ for (let digit = 0; digit < 16; digit++) {
   hexValue[digit.toString(16).toUpperCase().charCodeAt(0)] = digit;
 }
 
-/** The byte of the escape `\xHH` at `at`, or -1 when there is none there. */
-function escapeAt(text: string, at: number): number {
-  if (text.charCodeAt(at) !== 0x5c || text.charCodeAt(at + 1) !== 0x78 || at + 3 >= text.length)
-    return -1;
-  const high = hexValue[text.charCodeAt(at + 2)] ?? -1;
-  const low = hexValue[text.charCodeAt(at + 3)] ?? -1;
-  return high < 0 || low < 0 ? -1 : high * 16 + low;
-}
-
-function onlyEscapes(text: string): boolean {
-  if (text.length % 4 !== 0) return false;
-  for (let at = 0; at < text.length; at += 4) if (escapeAt(text, at) < 0) return false;
-  return true;
-}
-
-/**
- * The bytes of a bpftrace `buf()` as printed by printf (bpftrace 0.17, seen in buf-formats.ndjson):
- * `%rx` prints every byte as `\xNN`; `%r` prints bytes 0x20-0x7e as themselves (the backslash
- * too, unescaped) and the others as `\xNN`. So in `%r` text an escape of a printable byte can only
- * be a literal backslash followed by 'x' and two digits; only a literal backslash-x before the
- * digits of an unprintable byte stays ambiguous (read as that byte). Without `format`, text made of
- * escapes alone is `%rx` and anything else `%r`: they differ only if the data was nothing but
- * literal "\xNN" text. Characters above 0xff (never printed by bpftrace) are taken as UTF-8.
- */
-export function bytesFromBpftraceBuf(text: string, format?: 'r' | 'rx'): Uint8Array {
-  if (format === 'rx' && text.length % 4 === 0) {
-    // %rx: every byte is \xHH; decoded in one pass, falling back to the general loop on anything else.
-    const bytes = new Uint8Array(text.length / 4);
-    let ok = true;
-    for (let at = 0, n = 0; at < text.length; at += 4, n++) {
-      const byte = escapeAt(text, at);
-      if (byte < 0) {
-        ok = false;
-        break;
-      }
-      bytes[n] = byte;
-    }
-    if (ok) return bytes;
-  }
-  const escapesOnly = format === 'rx' || (format === undefined && onlyEscapes(text));
-  // Up to 3 bytes a character (UTF-8 of one above 0xff; a surrogate pair is 2 characters for 4 bytes).
-  const out = new Uint8Array(text.length * 3);
-  let length = 0;
-  let i = 0;
-  while (i < text.length) {
-    const code = text.charCodeAt(i);
-    if (code === backslash) {
-      const byte = escapeAt(text, i);
-      if (byte >= 0 && (escapesOnly || byte < 0x20 || byte > 0x7e)) {
-        out[length++] = byte;
-        i += 4;
-        continue;
-      }
-    }
-    if (code <= 0xff) {
-      out[length++] = code;
-      i++;
-      continue;
-    }
-    const point = text.codePointAt(i) ?? 0;
-    length += utf8.encodeInto(String.fromCodePoint(point), out.subarray(length)).written;
-    i += point > 0xffff ? 2 : 1;
-  }
-  return length === out.length ? out : out.slice(0, length);
-}
-
-const utf8 = new TextEncoder();
-
-/** What one JSON escape `\c` (the letter after the backslash) stands for, when it is one character. */
-const jsonEscape = new Int16Array(128).fill(-1);
-for (const [letter, value] of [
-  ['"', 0x22],
-  ['\\', 0x5c],
-  ['/', 0x2f],
-  ['b', 0x08],
-  ['f', 0x0c],
-  ['n', 0x0a],
-  ['r', 0x0d],
-  ['t', 0x09],
-] as const)
-  jsonEscape[letter.charCodeAt(0)] = value;
-
-/**
- * Decodes one chunk of a buf() as it stands in bpftrace's JSON into `out` at `offset`, in one pass: %rx is
- * every byte as the five characters `\\xHH`; %r is printable bytes as themselves (a quote as `\"`, a backslash
- * as `\\`) and the others as `\\xHH`, read as bytesFromBpftraceBuf reads them. Returns the offset after the
- * bytes (at most up to the end of `out`), or -1 for a chunk outside that (a `\u` escape, a character outside
- * ASCII): the caller takes the slow path. The text is read as bytes (bpftrace's JSON is ASCII): much faster
- * than charCodeAt on a sliced string.
- */
-function escapedChunkInto(
-  json: string,
-  format: 'r' | 'rx',
-  out: Uint8Array,
-  offset: number,
-): number {
-  // UTF-8 takes at most 3 bytes a UTF-16 unit; the scratch buffer grows to that once and is reused.
-  if (scratch.length < json.length * 3) scratch = Buffer.allocUnsafe(json.length * 3);
-  const size = scratch.write(json, 0, 'utf8');
-  return format === 'rx' ? rxInto(scratch, size, out, offset) : rInto(scratch, size, out, offset);
-}
-
-/** Where a chunk's text is put as bytes before it is decoded: one buffer for all, not one per chunk. */
-let scratch = Buffer.allocUnsafe(4096);
-
-function rxInto(text: Uint8Array, size: number, out: Uint8Array, offset: number): number {
-  if (size % 5 !== 0) return -1;
-  let n = offset;
-  for (let i = 0; i < size && n < out.length; i += 5) {
-    if (text[i] !== backslash || text[i + 1] !== backslash || text[i + 2] !== 0x78) return -1;
-    const high = hexValue[text[i + 3] as number] ?? -1;
-    const low = hexValue[text[i + 4] as number] ?? -1;
-    if (high < 0 || low < 0) return -1;
-    out[n++] = high * 16 + low;
-  }
-  return n;
-}
-
-function rInto(text: Uint8Array, size: number, out: Uint8Array, offset: number): number {
-  let n = offset;
-  let i = 0;
-  while (i < size && n < out.length) {
-    const code = text[i] as number;
-    if (code >= 0x80) return -1;
-    if (code !== backslash) {
-      out[n++] = code;
-      i++;
-      continue;
-    }
-    const next = i + 1 < size ? (text[i + 1] as number) : 0;
-    if (next === backslash) {
-      // A backslash of the printed text: a byte escape `\xHH` of an unprintable byte, or itself.
-      const high = i + 4 < size && text[i + 2] === 0x78 ? (hexValue[text[i + 3] ?? 0] ?? -1) : -1;
-      const low = high < 0 ? -1 : (hexValue[text[i + 4] ?? 0] ?? -1);
-      const byte = low < 0 ? -1 : high * 16 + low;
-      if (byte >= 0 && (byte < 0x20 || byte > 0x7e)) {
-        out[n++] = byte;
-        i += 5;
-      } else {
-        out[n++] = backslash;
-        i += 2;
-      }
-      continue;
-    }
-    const value = jsonEscape[next] ?? -1;
-    if (value < 0) return -1;
-    out[n++] = value;
-    i += 2;
-  }
-  return n;
-}
-
-/** How a probe printed a buffer: bpftrace's %r or %rx of a buf(), or podwire's words (wordsInto). */
-export type BufferFormat = 'r' | 'rx' | 'words';
-
 /**
  * The bytes of a buffer printed in words (src/probes/program.ts wordsFormat): little-endian 64-bit words in hex
  * without leading zeros, space-separated, so a word's last two digits are its first byte. Decoded into `out` at
@@ -429,33 +274,14 @@ function wordsInto(text: string, out: Uint8Array, offset: number): number {
 }
 
 /**
- * The bytes of a buffer printed in `chunks` (as bpftrace's JSON wrote them, FieldReader.restEscaped) with
- * `format`, cut to the `length` the probe reported.
+ * The bytes of a buffer printed as words in `chunks` (plain ASCII, hex digits and spaces: nothing to unescape), cut
+ * to the `length` the probe reported (-1: all of them). What is not words gives no bytes.
  */
-export function bytesOfEscapedChunks(
-  chunks: readonly string[],
-  format: BufferFormat,
-  length: number,
-): Uint8Array {
-  // Decoded, a chunk is never longer than its escaped text on the fast path; bytes past `length` (the probe's
-  // fixed-size read beyond what was written) are not decoded at all.
-  let escaped = 0;
-  for (const chunk of chunks) escaped += chunk.length;
-  if (format === 'words') return bytesOfWords(chunks, length, escaped);
-  const most = format === 'rx' ? Math.ceil(escaped / 5) : escaped;
-  const out = new Uint8Array(length >= 0 && length < most ? length : most);
-  let n = 0;
-  for (const chunk of chunks) {
-    if (n === out.length) break;
-    n = escapedChunkInto(chunk, format, out, n);
-    if (n < 0) return slowBytesOfEscapedChunks(chunks, format, length);
-  }
-  return n === out.length ? out : out.slice(0, n);
-}
-
-/** Words text is plain ASCII (hex digits and spaces): nothing to unescape. What is not words gives no bytes. */
-function bytesOfWords(chunks: readonly string[], length: number, characters: number): Uint8Array {
-  // At most 8 bytes a word, and a word takes at least 2 characters with its space.
+export function bytesOfWords(chunks: readonly string[], length: number): Uint8Array {
+  let characters = 0;
+  for (const chunk of chunks) characters += chunk.length;
+  // At most 8 bytes a word, and a word takes at least 2 characters with its space; bytes past `length` (the
+  // probe's fixed-size read beyond what was written) are not decoded at all.
   const most = (Math.ceil(characters / 2) + 1) * 8;
   const out = new Uint8Array(length >= 0 && length < most ? length : most);
   let n = 0;
@@ -469,21 +295,4 @@ function bytesOfWords(chunks: readonly string[], length: number, characters: num
     n = next;
   }
   return n === out.length ? out : out.slice(0, n);
-}
-
-/** The general path: each chunk's JSON unescaped, then read as bytesFromBpftraceBuf reads it. */
-function slowBytesOfEscapedChunks(
-  chunks: readonly string[],
-  format: 'r' | 'rx',
-  length: number,
-): Uint8Array {
-  const parts = chunks.map((chunk) => bytesFromBpftraceBuf(unescapeJson(chunk), format));
-  const total = parts.reduce((sum, part) => sum + part.length, 0);
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    bytes.set(part, offset);
-    offset += part.length;
-  }
-  return length >= 0 && length < total ? bytes.subarray(0, length) : bytes;
 }

@@ -1,6 +1,7 @@
 // Reads the trace_pipe of podwire's CRI uprobe events (src/probes/uprobe-events.ts): each entry becomes the same cri_*
 // probe line a bpftrace program would print, so recordings and the pipeline do not care which ran it.
 import type { CriMethod } from '../binaries/runtime.js';
+import { probeLine } from './probe-lines.js';
 
 export interface EventDefinition {
   event: string;
@@ -90,8 +91,9 @@ export function traceLineToProbeLines(
 ): string[] | string {
   const tick = tickMarkerLine.exec(raw);
   if (tick) {
-    const [, tid, seconds, fraction] = tick;
-    return [`tick\t${traceNs(seconds, fraction)}\t${tgidOf(Number(tid))}\t${tid}`];
+    const [, tidText, seconds, fraction] = tick;
+    const tid = Number(tidText);
+    return [probeLine('tick', { ns: traceNs(seconds, fraction), pid: tgidOf(tid), tid }, {})];
   }
   const match = uprobeEntryLine.exec(raw);
   if (!match) return `not a uprobe event line: "${raw.slice(0, 80)}"`;
@@ -102,18 +104,18 @@ export function traceLineToProbeLines(
   const pid = tgidOf(tid);
   const ns = traceNs(seconds, fraction);
   const args = traceArgs(rest ?? '');
-  const g = stripHex(args.g);
-  const head = `${ns}\t${pid}\t${tid}`;
+  const goroutine = stripHex(args.g);
+  const head = { ns, pid, tid };
+  const method = definition.method;
   if (definition.side === 'out') {
     const failed = stripHex(args.err).replace(/^0+/, '') !== '' ? 1 : 0;
-    return [
-      `cri_return\t${head}\t${definition.method}\t${g}\t${failed}\t${failed ? '' : cut(args, 'id')}`,
-    ];
+    const sandboxId = failed ? '' : cut(args, 'id');
+    return [probeLine('cri_return', head, { method, goroutine, failed, sandboxId })];
   }
   const names = Object.keys(args).filter((key) => key !== 'g' && !key.endsWith('_len'));
   return [
-    `cri_enter\t${head}\t${definition.method}\t${g}\t${names.length}`,
-    ...names.map((name) => `cri_arg\t${head}\t${g}\t${name}\t${cut(args, name)}`),
+    probeLine('cri_enter', head, { method, goroutine, args: names.length }),
+    ...names.map((name) => probeLine('cri_arg', head, { goroutine, name, value: cut(args, name) })),
   ];
 }
 
