@@ -7,8 +7,8 @@ import {
   type Field,
   type ProbeLineSpec,
   type ProbeTag,
-  probeLines,
   probeLineSpec,
+  probeLines,
   stringChunk,
 } from './probe-lines.js';
 
@@ -22,7 +22,11 @@ type ValueOf<F> = F extends { repeats: true }
       : string;
 /** A line's values by field name; a chunked line's last field holds the whole value, joined. */
 type Values<T extends ProbeTag> = { [F in FieldOf<T> as F['name']]: ValueOf<F> };
-type Builder<T extends ProbeTag> = (line: ProbeLine, values: Values<T>, out: AssembleResult) => void;
+type Builder<T extends ProbeTag> = (
+  line: ProbeLine,
+  values: Values<T>,
+  out: AssembleResult,
+) => void;
 
 export type AssembleResult = { events: ProbeEvent[]; problems: string[] };
 
@@ -160,7 +164,9 @@ export class Assembler {
           end < 0 ? bytes.length : end,
         ).toString();
         if (end < 0)
-          out.problems.push(`${l.tag} of pid ${l.pid}: a slot without its NUL: "${text.slice(0, 40)}"`);
+          out.problems.push(
+            `${l.tag} of pid ${l.pid}: a slot without its NUL: "${text.slice(0, 40)}"`,
+          );
         else pushEnv(l, text, out);
       }
     },
@@ -190,13 +196,34 @@ export class Assembler {
       });
     },
     ns_clone: (l, v, out) => {
-      out.events.push({ ns: l.ns, pid: l.pid, tid: l.tid, kind: 'ns_clone', ret: v.ret, flags: v.flags });
+      out.events.push({
+        ns: l.ns,
+        pid: l.pid,
+        tid: l.tid,
+        kind: 'ns_clone',
+        ret: v.ret,
+        flags: v.flags,
+      });
     },
     ns_mount: (l, v, out) => {
-      out.events.push({ ns: l.ns, pid: l.pid, tid: l.tid, kind: 'ns_mount', ret: v.ret, target: v.target });
+      out.events.push({
+        ns: l.ns,
+        pid: l.pid,
+        tid: l.tid,
+        kind: 'ns_mount',
+        ret: v.ret,
+        target: v.target,
+      });
     },
     ns_umount: (l, v, out) => {
-      out.events.push({ ns: l.ns, pid: l.pid, tid: l.tid, kind: 'ns_umount', ret: v.ret, target: v.target });
+      out.events.push({
+        ns: l.ns,
+        pid: l.pid,
+        tid: l.tid,
+        kind: 'ns_umount',
+        ret: v.ret,
+        target: v.target,
+      });
     },
     ns_setns: (l, v, out) => {
       out.events.push({
@@ -268,7 +295,13 @@ export class Assembler {
     // The pipeline takes ticks before they reach an assembler.
     tick: () => {},
     cri_enter: (l, v, out) => {
-      const pending = { line: l, method: v.method, goroutine: v.goroutine, expected: v.args, args: {} };
+      const pending = {
+        line: l,
+        method: v.method,
+        goroutine: v.goroutine,
+        expected: v.args,
+        args: {},
+      };
       if (!(v.args > 0)) out.events.push(criEnter(pending));
       else this.criArgs.set(l.tid, pending);
     },

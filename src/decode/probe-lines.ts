@@ -12,8 +12,12 @@ export interface Field {
   /** The name the event takes it by (src/events.ts). */
   readonly name: string;
   readonly type: FieldType;
-  /** What the value identifies, for whoever must tell one pod's lines from another's (the replay bench). */
-  readonly holds?: 'pid' | 'netns' | 'goroutine';
+  /**
+   * What the value identifies, for whoever must tell one pod's lines from another's (the replay bench): a process,
+   * a network namespace (`host netns`: the one a runtime or plugin process was exec'd in, the node's own), a Go
+   * goroutine (hex).
+   */
+  readonly holds?: 'pid' | 'netns' | 'host netns' | 'goroutine';
   /** The last field only: printed one or more times, each a value of its own (cni_envs_w's slots). */
   readonly repeats?: true;
 }
@@ -64,7 +68,7 @@ const goroutine = string('goroutine', 'goroutine');
 /** Every probe line, by tag. */
 export const probeLines = {
   cni_exec: {
-    fields: [int('ppid', 'pid'), netns, string('path')],
+    fields: [int('ppid', 'pid'), uint('netnsInum', 'host netns'), string('path')],
     printedBy: ['cni.bt'],
   },
   /** The CNI variables in slots: each NAME=value NUL-terminated, zeros when the plugin has no such variable. */
@@ -120,7 +124,13 @@ export const probeLines = {
   nl_extack: { fields: [rest('message')], printedBy: ['rtnetlink.bt'] },
   /** A shim or runc exec'd: its argv, NUL-separated. */
   sb_exec_w: {
-    fields: [int('ppid', 'pid'), netns, uint('length'), int('chunk'), words],
+    fields: [
+      int('ppid', 'pid'),
+      uint('netnsInum', 'host netns'),
+      uint('length'),
+      int('chunk'),
+      words,
+    ],
     chunks: { number: 'chunk', key: [], join: 'buffer', max: 3, length: 'length' },
     printedBy: ['sandbox.bt'],
   },
@@ -168,4 +178,16 @@ export function probeLine<T extends ProbeTag>(
   for (const field of probeLines[tag].fields as readonly Field[])
     line += `\t${(values as Record<string, FieldValue>)[field.name]}`;
   return line;
+}
+
+/** `bytes` as a words field: little-endian 64-bit words in hex without leading zeros, as %llx prints them. */
+export function wordsText(bytes: Uint8Array): string {
+  const words: string[] = [];
+  for (let at = 0; at < bytes.length; at += 8) {
+    let word = 0n;
+    for (let i = Math.min(7, bytes.length - at - 1); i >= 0; i--)
+      word = (word << 8n) | BigInt(bytes[at + i] as number);
+    words.push(word.toString(16));
+  }
+  return words.join(' ');
 }

@@ -1,5 +1,5 @@
 // Brings recordings made by older podwire versions to today's format, so that nothing else reads old formats.
-import { type ProbeTag, probeLines, stringChunk } from '../decode/probe-lines.js';
+import { type ProbeTag, probeLines, stringChunk, wordsText } from '../decode/probe-lines.js';
 import { bytesFromBpftraceBuf } from './bpftrace-buffers.js';
 import { type RecordedLine, type RecordingHeader, recordingVersion } from './format.js';
 
@@ -15,19 +15,8 @@ const bufferTags: Record<string, { tag: ProbeTag; format: 'r' | 'rx' }> = {
 };
 
 /** The lines version 1 printed that today's do not, or print otherwise: a quick look before a parse. */
-const olderLine = /^\{"type": ?"printf", ?"data": ?"(nl_send|nl_recv|cni_out|sb_exec|cni_exit|cni_env)\\t/;
-
-/** `bytes` as a words field: little-endian 64-bit words in hex, space-separated, as %llx prints them. */
-export function wordsText(bytes: Uint8Array): string {
-  const words: string[] = [];
-  for (let at = 0; at < bytes.length; at += 8) {
-    let word = 0n;
-    for (let i = Math.min(7, bytes.length - at - 1); i >= 0; i--)
-      word = (word << 8n) | BigInt(bytes[at + i] as number);
-    words.push(word.toString(16));
-  }
-  return words.join(' ');
-}
+const olderLine =
+  /^\{"type": ?"printf", ?"data": ?"(nl_send|nl_recv|cni_out|sb_exec|cni_exit|cni_env)\\t/;
 
 /** A function that upgrades one line of `header`'s recording; it may keep state across the lines, in order. */
 export function upgrader(header: RecordingHeader): (line: RecordedLine) => RecordedLine[] {

@@ -30,7 +30,8 @@ const kernelData = (recording: string) =>
     // Ticks never reach the assembler: the pipeline takes them.
     .filter((data) => !data.startsWith('tick\t'));
 
-// ten-pods.ndjson has buffers as bpftrace's %rx and %r print them, ten-pods-words.ndjson as words,
+// ten-pods.ndjson was recorded with buffers as bpftrace's %rx and %r print them (read upgraded to words),
+// ten-pods-words.ndjson as words,
 // ten-pods-envs.ndjson the CNI variables in slots (cni_envs_w).
 describe.each(['ten-pods.ndjson', 'ten-pods-words.ndjson', 'ten-pods-envs.ndjson'])(
   'assembling recorded probe lines (%s)',
@@ -219,17 +220,22 @@ describe('the CNI variables in slots (cni_envs_w)', () => {
 
 describe('lines that do not fit', () => {
   it('reports a chunk that arrives without the ones before it', () => {
-    const { events, problems } = assemble(['nl_send\t5\t1\t1\t3\t300\t4026531833\t1\t\\x00\\x01']);
+    const { events, problems } = assemble(['nl_send_w\t5\t1\t1\t3\t300\t4026531833\t1\t100']);
     expect(events).toEqual([]);
-    expect(problems).toEqual(['nl_send chunk 1 of pid 1 arrived without the chunks before it']);
+    expect(problems).toEqual(['nl_send_w chunk 1 of pid 1 arrived without the chunks before it']);
   });
 
   it('emits a cut buffer when the next one starts on the same thread (its tail was lost)', () => {
     const { events } = assemble([
-      'nl_send\t5\t1\t1\t3\t300\t4026531833\t0\t\\x10\\x00',
-      'nl_send\t6\t1\t1\t3\t20\t4026531833\t0\t\\x14\\x00',
+      'nl_send_w\t5\t1\t1\t3\t300\t4026531833\t0\t10',
+      'nl_send_w\t6\t1\t1\t3\t20\t4026531833\t0\t14',
     ]);
     expect(events.map((e) => e.ns)).toEqual([5n, 6n]);
+  });
+
+  it('knows only the lines the probes print today (older recordings are upgraded as they are read)', () => {
+    for (const old of ['nl_send', 'nl_recv', 'cni_out', 'sb_exec', 'cni_exit'])
+      expect(assemble([`${old}\t5\t1\t1\t0`]).problems).toEqual([`unknown probe line "${old}"`]);
   });
 
   it('says what is wrong with an unreadable bpftrace line instead of throwing', () => {
@@ -238,10 +244,10 @@ describe('lines that do not fit', () => {
       type: 'malformed',
     });
     expect(
-      parseBpftraceLine('{"type": "printf", "data": "cni_exit\\tabc\\t1\\t1\\t0"}'),
+      parseBpftraceLine('{"type": "printf", "data": "cni_gone\\tabc\\t1\\t1\\t0"}'),
     ).toMatchObject({
       type: 'malformed',
-      why: 'cni_exit: timestamp "abc" is not a number',
+      why: 'cni_gone: timestamp "abc" is not a number',
     });
     expect(parseBpftraceLine('Lost 7 events')).toEqual({ type: 'lost', count: 7 });
     expect(parseBpftraceLine('')).toEqual({ type: 'other', text: '' });
@@ -252,9 +258,10 @@ describe('lines that do not fit', () => {
     const tags = [
       'cni_exec',
       'cni_env',
-      'nl_send',
-      'nl_recv',
-      'sb_exec',
+      'nl_send_w',
+      'nl_recv_w',
+      'sb_exec_w',
+      'cni_envs_w',
       'cri_enter',
       'cri_arg',
       'cri_return',

@@ -1,8 +1,8 @@
 // The rtnetlink decoder on what the CNI bridge and loopback plugins really sent and received (recorded by scripts/record-rtnetlink.sh).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { bytesFromBpftraceBuf } from '../../src/decode/lines.js';
 import { decodeNetlink, type NetlinkMessage } from '../../src/decode/rtnetlink.js';
+import { bytesFromBpftraceBuf } from '../../src/recording/bpftrace-buffers.js';
 import { prng } from '../prng.js';
 
 const fixtures = new URL('../fixtures/rtnetlink/', import.meta.url);

@@ -2,7 +2,7 @@
 // read back by the decoder podwire uses, and random buffers as %llx prints them.
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { bytesOfEscapedChunks, parseBpftraceLine } from '../../src/decode/lines.js';
+import { bytesOfWords, parseBpftraceLine } from '../../src/decode/lines.js';
 import { withWords } from '../../src/probes/program.js';
 import { onPath } from '../../src/probes/tied.js';
 import { isRoot } from '../lab/node.js';
@@ -35,20 +35,16 @@ describe('buffers printed as words', () => {
         chunks.push(asWords(chunk));
       }
       const length = Math.min(bytes.length, Math.floor(random() * (bytes.length + 10)));
-      expect([...bytesOfEscapedChunks(chunks, 'words', length)]).toEqual([
-        ...bytes.subarray(0, length),
-      ]);
+      expect([...bytesOfWords(chunks, length)]).toEqual([...bytes.subarray(0, length)]);
     }
   });
 
   it('stops at text that is not words, with the bytes before it, and never throws', () => {
-    expect([...bytesOfEscapedChunks(['4030201 x', '0'], 'words', 100)]).toEqual([
-      1, 2, 3, 4, 0, 0, 0, 0,
-    ]);
-    expect([...bytesOfEscapedChunks(['11111111111111111'], 'words', 8)]).toEqual([]);
-    expect([...bytesOfEscapedChunks(['', '  '], 'words', 8)]).toEqual([]);
+    expect([...bytesOfWords(['4030201 x', '0'], 100)]).toEqual([1, 2, 3, 4, 0, 0, 0, 0]);
+    expect([...bytesOfWords(['11111111111111111'], 8)]).toEqual([]);
+    expect([...bytesOfWords(['', '  '], 8)]).toEqual([]);
     for (const garbage of ['\\\\x41', '{"a":1}', 'ffff ', ' 1', '\\u0041'])
-      expect(() => bytesOfEscapedChunks([garbage], 'words', 64)).not.toThrow();
+      expect(() => bytesOfWords([garbage], 64)).not.toThrow();
   });
 });
 
@@ -81,8 +77,6 @@ BEGIN { printf("ready\\n"); system("perl -e 'syscall(121, ${marker}, join(\\"\\"
     if (line?.type !== 'probe') throw new Error(`no words line in: ${output.slice(0, 300)}`);
     const text = line.line.json.slice(line.line.at, line.line.end);
     expect(text).toMatch(/^[0-9a-f]+( [0-9a-f]+){31}$/);
-    expect([...bytesOfEscapedChunks([text], 'words', 256)]).toEqual(
-      Array.from({ length: 256 }, (_, i) => i),
-    );
+    expect([...bytesOfWords([text], 256)]).toEqual(Array.from({ length: 256 }, (_, i) => i));
   });
 });
