@@ -3,7 +3,7 @@
 /**
  * One printf line of a podwire probe: tab-separated, always starting with tag, kernel ns, pid, tid. The text is
  * kept as bpftrace's JSON wrote it (a tab is the two characters `\t`, a backslash is `\\`): a field is
- * unescaped only when it is read (FieldReader), and a netlink buffer goes from `\\xNN` to bytes in one step.
+ * unescaped only when it is read (FieldReader).
  */
 export interface ProbeLine {
   tag: string;

@@ -9,7 +9,7 @@
 export type FieldType = 'int' | 'uint' | 'string' | 'words' | 'rest';
 
 export interface Field {
-  /** The name the event takes it by (src/events.ts). */
+  /** Its name: where the event (src/events.ts) has the value, the property that holds it. */
   readonly name: string;
   readonly type: FieldType;
   /**
@@ -37,7 +37,10 @@ export interface Chunks {
   readonly max: number;
   /** A buffer's length in bytes: how many chunks come, and where its bytes end. */
   readonly length?: string;
-  /** A string: the values printed on past their first chunk; any other is cut there (cni.bt). */
+  /**
+   * A string: the values a probe may print on past their first chunk (cni.bt, for an exec that failed, only these);
+   * any other ends with its first chunk, and a chunk of it that follows is dropped.
+   */
   readonly continued?: RegExp;
 }
 
