@@ -37,14 +37,20 @@ interface Plan {
   fields: readonly Field[];
   /** Chunked: the fields read before the chunk text (the last field). */
   head: number;
+  /**
+   * Where a line's values are read: one object a tag, of one shape, reused (a builder copies what it keeps; a
+   * chunked value's first line is copied out).
+   */
+  values: Record<string, unknown>;
+  /** What its values make. */
+  build: Builder<ProbeTag>;
 }
 
-const plans = new Map<string, Plan>(
-  (Object.keys(probeLines) as ProbeTag[]).map((tag) => {
-    const spec = probeLineSpec(tag) as ProbeLineSpec;
-    return [tag, { tag, spec, fields: spec.fields, head: spec.fields.length - 1 }];
-  }),
-);
+function planOf(tag: ProbeTag, build: Builder<ProbeTag>): Plan {
+  const spec = probeLineSpec(tag) as ProbeLineSpec;
+  const values = Object.fromEntries(spec.fields.map((field) => [field.name, undefined]));
+  return { tag, spec, fields: spec.fields, head: spec.fields.length - 1, values, build };
+}
 
 interface Partial {
   plan: Plan;
@@ -331,6 +337,14 @@ export class Assembler {
     },
   };
 
+  /** Each tag's plan, its builder with it. */
+  private readonly plans = new Map<string, Plan>(
+    (Object.keys(probeLines) as ProbeTag[]).map((tag) => [
+      tag,
+      planOf(tag, this.events[tag] as Builder<ProbeTag>),
+    ]),
+  );
+
   push(line: ProbeLine): AssembleResult {
     const out: AssembleResult = { events: [], problems: [] };
     this.pushInto(line, out);
@@ -356,44 +370,34 @@ export class Assembler {
   }
 
   private handle(line: ProbeLine, out: AssembleResult): void {
-    const plan = plans.get(line.tag);
+    const plan = this.plans.get(line.tag);
     if (!plan) {
       out.problems.push(`unknown probe line "${line.tag}"`);
       return;
     }
     const f = this.reader.reset(line);
-    const { fields, spec } = plan;
-    const values: Record<string, unknown> = {};
+    const { fields, spec, values } = plan;
     if (!spec.chunks) {
       for (const field of fields) values[field.name] = readField(f, field);
-      this.build(plan, line, values, out);
+      plan.build(line, values as Values<ProbeTag>, out);
       return;
     }
     for (let i = 0; i < plan.head; i++) {
       const field = fields[i] as Field;
       values[field.name] = readField(f, field);
     }
-    this.chunked(plan, spec.chunks, line, values, f.restEscaped(), out);
+    this.chunked(plan, spec.chunks, line, f.restEscaped(), out);
   }
 
-  private build(
-    plan: Plan,
-    line: ProbeLine,
-    values: Record<string, unknown>,
-    out: AssembleResult,
-  ): void {
-    (this.events[plan.tag] as Builder<ProbeTag>)(line, values as Values<ProbeTag>, out);
-  }
-
-  /** One chunk (`text`) of a string or buffer; `values` holds the line's fields before it. */
+  /** One chunk (`text`) of a string or buffer; `plan.values` holds the line's fields before it. */
   private chunked(
     plan: Plan,
     chunks: NonNullable<ProbeLineSpec['chunks']>,
     line: ProbeLine,
-    values: Record<string, unknown>,
     text: string,
     out: AssembleResult,
   ): void {
+    const { values } = plan;
     const chunk = values[chunks.number] as number;
     let expected: number;
     if (chunks.join === 'buffer') {
@@ -409,11 +413,17 @@ export class Assembler {
     const partial = this.partials.get(key);
     if (chunk === 0) {
       if (partial) this.complete(partial, out);
-      const fresh = { plan, first: line, values, chunks: [text], expected };
       if (expected <= 1) {
         if (partial) this.partials.delete(key);
-        this.complete(fresh, out);
-      } else this.partials.set(key, fresh);
+        this.complete({ plan, first: line, values, chunks: [text], expected }, out);
+      } else
+        this.partials.set(key, {
+          plan,
+          first: line,
+          values: { ...values },
+          chunks: [text],
+          expected,
+        });
       return;
     }
     // A string's chunk after the one that ended it (read past its NUL) is not the value's.
@@ -439,6 +449,6 @@ export class Assembler {
       spec?.join === 'buffer'
         ? bytesOfWords(chunks, values[spec.length ?? ''] as number)
         : joinStringChunks(chunks);
-    this.build(plan, first, values, out);
+    plan.build(first, values as Values<ProbeTag>, out);
   }
 }
