@@ -208,11 +208,8 @@ describe('how plugins end: the wait status alone (cni.bt no longer prints exit_g
   const tag = (line: RecordingLine) => printfData(line)?.split('\t')[0];
   const withoutExitLines = recording.lines.filter((line) => tag(line) !== 'cni_exit');
 
-  it('gives the same records as with the cni_exit lines of the recording', () => {
-    expect(withoutExitLines.length).toBeLessThan(recording.lines.length);
-    expect(replay(recording.header, withoutExitLines)).toEqual(
-      replay(recording.header, recording.lines),
-    );
+  it('reads the recording without its cni_exit lines (the upgrade leaves them out; its records are unchanged: test/recording/)', () => {
+    expect(withoutExitLines).toEqual(recording.lines);
   });
 
   it('fails a handshake whose plugin was killed, naming the plugin and the signal', () => {
