@@ -2,7 +2,7 @@
 // files turned into checks by pure functions first, then the reads and runs that gather them.
 //
 // The kernel is asked through tracefs (kprobe_events, uprobe_events, events/) and bpftrace by running it: bpftrace
-// --info loads test programs only, so it can say "kprobe: yes" on a kernel without kprobe_events (PLATFORM.md).
+// --info loads test programs only, so it can say "kprobe: yes" on a kernel without kprobe_events.
 
 import { execFile } from 'node:child_process';
 import {
