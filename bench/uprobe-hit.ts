@@ -15,7 +15,7 @@ import { median } from './median.js';
 import { projectRoot } from './podwire-trace.js';
 
 const rounds = Number(process.env.ROUNDS ?? 5);
-/** The same, with bpftrace reading its buffers every 25 ms (bpftrace-poll.so, as podwire runs it). */
+/** The jump with a line per hit, bpftrace reading its buffers on a timer (bpftrace-poll.so, as podwire runs it). */
 const polled = 'jump, a line per hit, bpftrace-poll';
 const calls = Number(process.env.CALLS ?? 50_000);
 
