@@ -23,8 +23,8 @@ const hasObjdump = installed('objdump', '--version') !== null;
 const hasSetpriv = installed('setpriv', '--version') !== null;
 
 /**
- * The built CLI; until src/cli.ts registers doctor, the same command registered the same way on a fresh Command,
- * in a child process of its own so that its exit code is its own.
+ * The built CLI, as a user runs it; for a build whose cli.ts does not register doctor, the command alone on a fresh
+ * Command, in a child process of its own so that its exit code is its own.
  */
 function doctorArgs(args: string[]): string[] {
   const cli = 'dist/src/cli.js';
