@@ -1,8 +1,8 @@
-// What one uprobe hit costs the probed process, by where the probe sits: on a Go-like function's first instruction
-// (a CMP, which the kernel single-steps after the breakpoint trap) or on the conditional jump after it (which the
-// kernel emulates: one trap), silent or printing a line (bpftrace woken for it, or reading on a timer as podwire
-// has it do). Interleaved rounds of a C loop (bench/uprobe-hit.c) with bpftrace attached one way or not at all;
-// medians of ns per call, and per hit (minus the loop without probes).
+// What one uprobe hit costs the probed process, by where the probe sits and whether it prints a line.
+// On a Go-like function's first instruction (a CMP, which the kernel single-steps after the breakpoint trap) or on the
+// conditional jump after it (which the kernel emulates: one trap), silent or printing a line (bpftrace woken for it,
+// or reading on a timer as podwire has it do). Interleaved rounds of a C loop (bench/uprobe-hit.c) with bpftrace
+// attached one way or not at all; medians of ns per call, and per hit (minus the loop without probes).
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';

@@ -1,5 +1,5 @@
-// Reads a Go binary's own tables (build info and the .gopclntab function table) and finds RET instructions,
-// so that stripped Go daemons can be probed by function name without debug symbols.
+// Lets podwire probe stripped Go daemons by function name: a Go binary's own tables, and the RETs of its functions.
+// Build info and the .gopclntab function table are read from the file; no debug symbols are needed.
 //
 // The layouts follow the Go sources:
 //  - src/debug/gosym/pclntab.go (Go 1.18+ version with ver118/ver120): header words after the 8-byte prefix are

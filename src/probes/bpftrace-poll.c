@@ -1,7 +1,7 @@
-// bpftrace-poll.c: preloaded into bpftrace (LD_PRELOAD) so that it reads its perf buffers every few milliseconds
-// instead of being woken for each event. bpftrace 0.17 opens its BPF output buffers with wakeup_events=1: every
-// printf in a probe queues a wake-up of bpftrace, an IPI on a virtual machine, paid by the traced thread (see
-// `npm run bench:uprobe-hit`), and bpftrace runs once per event. With this library:
+// Preloaded into bpftrace (LD_PRELOAD) so that it reads its perf buffers on a timer instead of waking for each event.
+// bpftrace 0.17 opens its BPF output buffers with wakeup_events=1: every printf in a probe queues a wake-up of
+// bpftrace, an IPI on a virtual machine, paid by the traced thread (see `npm run bench:uprobe-hit`), and bpftrace
+// runs once per event. With this library:
 // - perf_event_open of a BPF output event asks for a wake-up only when a quarter of the buffer is full (bursts are
 //   still read before the buffer overflows);
 // - epoll_wait on a set holding those buffers waits at most PODWIRE_BPFTRACE_POLL_MS (default 100, as podwire's

@@ -1,5 +1,6 @@
-// Children that end with the daemon: a podwire killed with -9 (an OOM kill, a node drain) must not leave bpftrace
-// attached or a trace_pipe reader holding its tracefs instance open, or the next daemon cannot start.
+// Children that end with the daemon: a podwire killed with -9 leaves no bpftrace or trace_pipe reader behind.
+// After an OOM kill or a node drain, a bpftrace still attached or a reader holding its tracefs instance open would
+// keep the next daemon from starting.
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 

@@ -1,5 +1,5 @@
-// Where podwire puts its uprobes in the CNI plugins: found in Debian's real plugin binaries (containernetworking-
-// plugins, installed by scripts/setup.sh), checked against the bytes there; and the program made from them.
+// Where podwire puts its uprobes in the CNI plugins, checked against the bytes of Debian's real plugin binaries.
+// They come from containernetworking-plugins (scripts/setup.sh installs it); the program made from them is checked too.
 import { execFileSync } from 'node:child_process';
 import {
   chmodSync,

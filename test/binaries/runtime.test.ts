@@ -1,5 +1,5 @@
-// What podwire learns about a containerd binary before probing it: where its CRI calls start and return,
-// and where their request and reply fields sit — checked against the binary's own code.
+// What podwire learns about a containerd binary before probing it, checked against the binary's own code.
+// Where its CRI calls start and return, and where their request and reply fields sit.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

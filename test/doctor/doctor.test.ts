@@ -1,5 +1,5 @@
-// `podwire doctor` on this machine, checked the way a user would: against tracefs, `bpftrace --version` and the
-// containerd binary on disk. Runs the built CLI (npm run build first).
+// `podwire doctor` on this machine, checked the way a user would.
+// Against tracefs, `bpftrace --version` and the containerd binary on disk. Runs the built CLI (npm run build first).
 
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
