@@ -1,5 +1,5 @@
-// `podwire doctor` on this machine, checked the way a user would: against tracefs, `bpftrace --version` and the
-// containerd binary on disk. Runs the built CLI (npm run build first).
+// `podwire doctor` on this machine, checked the way a user would.
+// Against tracefs, `bpftrace --version` and the containerd binary on disk. Runs the built CLI (npm run build first).
 
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -23,8 +23,8 @@ const hasObjdump = installed('objdump', '--version') !== null;
 const hasSetpriv = installed('setpriv', '--version') !== null;
 
 /**
- * The built CLI; until src/cli.ts registers doctor, the same command registered the same way on a fresh Command,
- * in a child process of its own so that its exit code is its own.
+ * The built CLI, as a user runs it; for a build whose cli.ts does not register doctor, the command alone on a fresh
+ * Command, in a child process of its own so that its exit code is its own.
  */
 function doctorArgs(args: string[]): string[] {
   const cli = 'dist/src/cli.js';
