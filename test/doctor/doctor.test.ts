@@ -22,22 +22,8 @@ const bpftraceVersion = installed('bpftrace', '--version');
 const hasObjdump = installed('objdump', '--version') !== null;
 const hasSetpriv = installed('setpriv', '--version') !== null;
 
-/**
- * The built CLI, as a user runs it; for a build whose cli.ts does not register doctor, the command alone on a fresh
- * Command, in a child process of its own so that its exit code is its own.
- */
-function doctorArgs(args: string[]): string[] {
-  const cli = 'dist/src/cli.js';
-  if (readFileSync(cli, 'utf8').includes('registerDoctor')) return [cli, 'doctor', ...args];
-  const shim = [
-    "import { Command } from 'commander';",
-    "import { registerDoctor } from '../cli/dist/src/cli/doctor.js';",
-    "const program = new Command('podwire');",
-    'registerDoctor(program);',
-    "await program.parseAsync(process.argv.slice(1), { from: 'user' });",
-  ].join('\n');
-  return ['--input-type=module', '-e', shim, 'doctor', ...args];
-}
+/** `podwire doctor ARGS` as a user runs it: the built CLI. */
+const doctorArgs = (args: string[]): string[] => ['dist/src/cli.js', 'doctor', ...args];
 
 interface Run {
   code: number;
@@ -70,8 +56,8 @@ let report: DoctorReport;
 let text: Run;
 
 beforeAll(async () => {
-  if (!existsSync('dist/src/cli/doctor.js'))
-    throw new Error('dist/src/cli/doctor.js is missing: run npm run build first');
+  if (!existsSync('dist/src/doctor/doctor.js'))
+    throw new Error('dist/src/doctor/doctor.js is missing: run npm run build first');
   const runtime = existsSync(DEBIAN_CONTAINERD) ? ['--runtime-binary', DEBIAN_CONTAINERD] : [];
   [json, text] = await Promise.all([doctor(['--json', ...runtime]), doctor(runtime)]);
   report = parseReport(json);
