@@ -22,12 +22,16 @@ export interface ReadyNote {
   fields: Record<string, string>;
 }
 
+/** Started once, asked for ticks any time, stopped once; what it reads goes to its ProbeSourceEvents. */
 export interface ProbeSource {
   /** What its lines are recorded and replayed as ("kernel", "cri:/usr/bin/containerd"). */
   readonly name: string;
   /** How its ticks bound what is still unread (see TickMode); read each time it says it is attached. */
   readonly tickMode: TickMode;
-  /** How often it was started again after dying, as the probe-restarted and probe-failed statuses count it. */
+  /**
+   * How often its probes were placed again after it died, as the probe-restarted and probe-failed statuses count
+   * it (a reader started again over probes that stayed does not count).
+   */
   readonly restarts: number;
   /** Places its probes and begins reading them; returns why it could not, in one line, or null. */
   start(): string | null;
@@ -50,7 +54,8 @@ export interface RuntimeProbes {
   running(): string[];
   /**
    * Inspects `binary` and builds its source named `name`, not yet started; says what it found through `say`, and
-   * returns null when it cannot be probed (said too).
+   * returns null when it cannot be probed (said too). `index` tells this daemon's sources apart where they need
+   * names of their own on the node (tracefs event groups).
    */
   source(
     binary: string,

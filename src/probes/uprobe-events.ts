@@ -249,7 +249,7 @@ export class UprobeEventsRunner implements ProbeSource {
   private readonly definitions: EventDefinition[];
   private readonly byEvent: Map<string, EventDefinition>;
   private readonly tgids = new Map<number, number>();
-  /** Always 0: when its reader is started again, its probes have stayed in place all along. */
+  /** Always 0: only its reader is ever started again, over probes that stayed in place (source.ts). */
   readonly restarts = 0;
 
   /** `index` tells this daemon's runners apart: one event group per runtime binary. */
