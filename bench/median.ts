@@ -1,4 +1,4 @@
-// The median the benches quote: this machine is noisy, so every comparison is a median of interleaved runs.
+// The median the benches quote: a shared virtual machine is noisy, so every comparison is a median of interleaved runs.
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);

@@ -1,5 +1,5 @@
-// Replay throughput with OTLP export on vs off: `podwire replay` of the 10,000-pod recording, as a user runs it,
-// with and without `--otlp` to a collector on loopback, interleaved (ABBA), in one run. Target: on ≥ 80% of off.
+// Replay throughput with OTLP export on vs off, interleaved (ABBA) in one run. Target: on ≥ 80% of off.
+// `podwire replay` of the 10,000-pod recording as a user runs it, with and without `--otlp` to a loopback collector.
 //
 // The collector here takes each request and answers 200 without decoding it (its CPU is not podwire's); that
 // nothing was lost is read from podwire itself: a replay waits for a slow collector, and says so if it drops.

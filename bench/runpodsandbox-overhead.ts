@@ -1,4 +1,4 @@
-// RunPodSandbox latency on the lab with `podwire trace` running vs without, interleaved rounds (ABBA), medians and ratio.
+// RunPodSandbox latency on the lab with `podwire trace` running vs without, interleaved (ABBA): medians and ratio.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { labDown, labUp } from '../src/lab/lab.js';
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     };
     for (let pair = 1; pair <= rounds; pair++) {
       // Without first in odd pairs, with first in even ones: RunPodSandbox slows as the lab's containerd ages
-      // (tens of ms over a run), and always measuring the tracer second would charge that drift to it.
+      // over a run, and always measuring the tracer second would charge that drift to it.
       const tracerFirst = pair % 2 === 0;
       const traced = tracerFirst ? await tracedRound() : [];
       const plain = await round(paths);

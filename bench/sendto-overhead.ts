@@ -1,5 +1,5 @@
-// What `podwire trace` costs a process it does not trace: loopback UDP sendto (a syscall podwire's probes see), with
-// the tracer running vs not, interleaved without/with pairs; median ns per call each, and the median ratio.
+// What `podwire trace` costs a process it does not trace, making a syscall its probes see: loopback UDP sendto.
+// The tracer running vs not, interleaved without/with pairs; median ns per call each, and the median ratio.
 import { execFileSync } from 'node:child_process';
 import { cpus, loadavg, release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -1,8 +1,8 @@
-// What one uprobe hit costs the probed process, by where the probe sits: on a Go-like function's first instruction
-// (a CMP, which the kernel single-steps after the breakpoint trap) or on the conditional jump after it (which the
-// kernel emulates: one trap), silent or printing a line (bpftrace woken for it, or reading on a timer as podwire
-// has it do). Interleaved rounds of a C loop (bench/uprobe-hit.c) with bpftrace attached one way or not at all;
-// medians of ns per call, and per hit (minus the loop without probes).
+// What one uprobe hit costs the probed process, by where the probe sits and whether it prints a line.
+// On a Go-like function's first instruction (a CMP, which the kernel single-steps after the breakpoint trap) or on the
+// conditional jump after it (which the kernel emulates: one trap), silent or printing a line (bpftrace woken for it,
+// or reading on a timer as podwire has it do). Interleaved rounds of a C loop (bench/uprobe-hit.c) with bpftrace
+// attached one way or not at all; medians of ns per call, and per hit (minus the loop without probes).
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -15,7 +15,7 @@ import { median } from './median.js';
 import { projectRoot } from './podwire-trace.js';
 
 const rounds = Number(process.env.ROUNDS ?? 5);
-/** The same, with bpftrace reading its buffers every 25 ms (bpftrace-poll.so, as podwire runs it). */
+/** The jump with a line per hit, bpftrace reading its buffers on a timer (bpftrace-poll.so, as podwire runs it). */
 const polled = 'jump, a line per hit, bpftrace-poll';
 const calls = Number(process.env.CALLS ?? 50_000);
 

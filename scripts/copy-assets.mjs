@@ -1,6 +1,7 @@
-// tsc copies only .ts: the CRI proto subset and the pause image's C source travel next to the compiled JS, and the
-// recording the daemon warms its JIT with (src/warmup.ts) is put there gzipped, and the library that makes bpftrace
-// read its buffers on a timer (src/probes/bpftrace-poll.c) is compiled when a C compiler is there.
+// Puts beside tsc's output what tsc leaves out (it copies only .ts), and compiles bpftrace's poll library.
+// The CRI proto subset and the pause image's C source are copied, the recording the daemon warms its JIT with
+// (src/warmup.ts) is put there gzipped, and the library that makes bpftrace read its buffers on a timer
+// (src/probes/bpftrace-poll.c) is compiled when a C compiler is there.
 import { execFileSync } from 'node:child_process';
 import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

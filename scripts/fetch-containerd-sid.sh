@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Puts containerd 2.x from Debian sid in .cache/containerd-sid (extracted, never installed), so that the tests can
-# check podwire's symbol lookup on a 2.x build too. Uses the mirror the machine's own apt sources name, with a
-# private sources list and state dir: the machine's apt configuration is not touched. Failing is not fatal: the
-# tests that need it say they were skipped and why.
+# Puts containerd 2.x from Debian sid in .cache/containerd-sid, so that the tests check the symbol lookup on 2.x too.
+# Extracted, never installed. Uses the mirror the machine's own apt sources name, with a private sources list and
+# state dir: the machine's apt configuration is not touched. Failing is not fatal: the tests that need it say they
+# were skipped and why.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 target=.cache/containerd-sid

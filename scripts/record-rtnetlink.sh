@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Records, as bpftrace JSON lines, the rtnetlink bytes the CNI bridge and loopback plugins really
-# send and receive: the fixtures of test/decode/rtnetlink.test.ts.
+# Records the fixtures of test/decode/rtnetlink.test.ts: the rtnetlink bytes real CNI plugins send and receive.
+# They are the bridge and loopback plugins' bytes, as bpftrace JSON lines.
 #
 #   sudo bash scripts/record-rtnetlink.sh [OUTDIR]     (default test/fixtures/rtnetlink)
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every test: lint and types; the whole suite (unit and, as root, the real lab) on this Node.js;
-# the unit suite again on Node.js 22. Ends with one plain line: N passed, N failed, N skipped.
+# Every test, ending with one plain line: N passed, N failed, N skipped.
+# Lint and types; the whole suite (unit and, as root, the real lab) on this Node.js; the unit suite again on Node.js 22.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .cache

@@ -1,21 +1,20 @@
 // `podwire trace`: runs the probes on this node and sends every handshake and teardown to the sinks.
 import { existsSync } from 'node:fs';
-import { getPriority } from 'node:os';
-import { runningRuntimes } from './binaries/discover.js';
 import {
   fileIdentity,
   type PluginSurvey,
   pluginFingerprint,
   surveyPlugins,
 } from './binaries/plugins.js';
-import { inspectContainerd } from './binaries/runtime.js';
 import { Pipeline, type PipelineOutput, type TickMode } from './correlate/pipeline.js';
 import type { HandshakeRecord } from './correlate/record.js';
 import { type StatusEvent, status } from './events.js';
+import { containerd } from './probes/containerd-source.js';
 import { onPollTick } from './probes/fifo-lines.js';
 import { defaultCniBinDirs, defaultNetnsDirs, kernelProgram } from './probes/program.js';
 import { ProbeRunner, removeStaleProbeDirs } from './probes/runner.js';
-import { removeStaleGroups, UprobeEventsRunner } from './probes/uprobe-events.js';
+import type { ProbeSource, ProbeSourceEvents, RuntimeProbes } from './probes/source.js';
+import { removeStaleGroups } from './probes/uprobe-events.js';
 import { RecordingWriter } from './recording/writer.js';
 import type { Sink } from './sinks/ndjson.js';
 import { monotonicToRealtimeOffset } from './time.js';
@@ -38,17 +37,24 @@ export interface TraceOptions {
 const tickEveryMs = 250;
 
 export class Tracer {
-  private runners: ProbeRunner[] = [];
+  /** Every probe source by name: the kernel program, and one CRI source for each runtime binary. */
+  private sources = new Map<string, ProbeSource>();
+  /** The kernel program, made again when the CNI plugins change (recheckPlugins). */
+  private kernel: ProbeRunner | null = null;
+  /** The runtime whose binaries get CRI sources. */
+  private readonly runtime: RuntimeProbes = containerd;
+  /**
+   * Each runtime binary's source, the file its probes are in (uprobes belong to the file, not to a process), and
+   * whether a process runs from it.
+   */
+  private runtimes = new Map<string, { source: ProbeSource; identity: string; running: boolean }>();
+  private unsupported = new Set<string>();
+  private nextRuntimeIndex = 0;
   private pipeline!: Pipeline;
   private recording: RecordingWriter | null = null;
   private stopPolling: (() => void) | null = null;
   private lastTicksAt = 0;
   private attached = new Set<string>();
-  private criRunners = new Map<string, UprobeEventsRunner>();
-  /** Which file each runtime's probes are in (uprobes belong to the file, not to a process), and whether it runs. */
-  private criFiles = new Map<string, { identity: string; running: boolean }>();
-  private unsupported = new Set<string>();
-  private nextRuntimeIndex = 0;
   private rescanTimer: NodeJS.Timeout | null = null;
   private rescanning = false;
   private readyAnnounced = false;
@@ -101,61 +107,53 @@ export class Tracer {
     this.handle(this.pipeline.probeState(name, state, ticks), name);
   }
 
-  /** `ticks`: the program answers tick requests (see requestTicks), so its events are waited for. */
-  private attachedOne(name: string, probes: number, restarts: number, ticks: TickMode): void {
+  /** What the source named `name` tells goes to the pipeline and the statuses under that name. */
+  private eventsOf(name: string): ProbeSourceEvents {
+    return {
+      line: (raw) => this.line(name, raw),
+      attached: (probes) => this.attachedOne(name, probes),
+      died: (message) => this.probeDied(name, message),
+    };
+  }
+
+  /** A source that ticks is waited for from now on (its TickMode); the last one to attach makes podwire ready. */
+  private attachedOne(name: string, probes: number): void {
+    const source = this.sources.get(name);
+    if (!source) return;
     this.attached.add(name);
-    this.probeState(name, 'up', ticks);
+    this.probeState(name, 'up', source.tickMode);
     if (this.readyAnnounced) {
       this.emit(
         status('probe-restarted', `${name}: ${probes} probes attached again`, {
           source: name,
           probes,
-          restarts,
+          restarts: source.restarts,
         }),
       );
-    } else if (this.attached.size === this.runners.length + this.criRunners.size) {
+    } else if (this.attached.size === this.sources.size) {
       this.readyAnnounced = true;
-      const wakeups = this.runners.find((runner) => runner.name === 'kernel')?.wakeups;
+      const notes = [...this.sources.values()].flatMap((each) => each.readyNote?.() ?? []);
       this.emit(
         status(
           'ready',
-          `${this.attached.size} probe programs attached${wakeups ? `; bpftrace ${wakeups}` : ''}`,
-          { programs: [...this.attached], ...(wakeups ? { bpftraceWakeups: wakeups } : {}) },
+          `${this.attached.size} probe programs attached${notes.map((note) => `; ${note.text}`).join('')}`,
+          {
+            programs: [...this.attached],
+            ...Object.assign({}, ...notes.map((note) => note.fields)),
+          },
         ),
       );
     }
   }
 
-  private probeDied(name: string, message: string, restarts: number): void {
+  private probeDied(name: string, message: string): void {
+    const source = this.sources.get(name);
+    if (!source) return;
     this.attached.delete(name);
     this.probeState(name, 'down');
-    this.emit(status('probe-failed', `${name}: ${message}`, { source: name, restarts }));
-  }
-
-  private startRunner(name: string, program: string): void {
-    const runner: ProbeRunner = new ProbeRunner(
-      name,
-      program,
-      {
-        line: (raw) => this.line(name, raw),
-        // bpftrace: a tick bounds the unread at the start of its print batch (probes/tick.bt).
-        attached: (probes) => this.attachedOne(name, probes, runner.restartCount, 'batches'),
-        died: (message, restartInMs) =>
-          this.probeDied(
-            name,
-            `${message}${restartInMs ? `; restarting in ${restartInMs / 1000} s` : ''}`,
-            runner.restartCount,
-          ),
-      },
-      {
-        ...(this.options.bpftrace ? { bpftrace: this.options.bpftrace } : {}),
-        ...(this.options.bpftracePollMs !== undefined
-          ? { pollMs: this.options.bpftracePollMs }
-          : {}),
-      },
+    this.emit(
+      status('probe-failed', `${name}: ${message}`, { source: name, restarts: source.restarts }),
     );
-    this.runners.push(runner);
-    runner.start();
   }
 
   /** Looks at the CNI plugins and says where their I/O will be probed, and why not in their own code if not. */
@@ -204,65 +202,42 @@ export class Tracer {
   private recheckPlugins(): void {
     if (!this.plugins || pluginFingerprint(this.options.cniBinDirs) === this.plugins.fingerprint)
       return;
-    const kernel = this.runners.find((runner) => runner.name === 'kernel');
+    const kernel = this.kernel;
     if (!kernel) return;
     this.emit(
       status('plugins-changed', 'CNI plugins changed on disk: attaching the kernel probes again', {
         source: 'kernel',
       }),
     );
-    this.attached.delete('kernel');
-    this.probeState('kernel', 'down');
+    this.attached.delete(kernel.name);
+    this.probeState(kernel.name, 'down');
     kernel.reload(this.surveyPlugins());
   }
 
-  /** Inspects one runtime binary and creates its CRI uprobe events; they are read once the pipeline exists. */
-  private async attachRuntime(binary: string): Promise<UprobeEventsRunner | null> {
-    const inspection = await inspectContainerd(binary);
-    if ('error' in inspection) {
-      this.emit(
-        status(
-          'runtime-unsupported',
-          `${inspection.error}; tracing goes on without CRI calls for it`,
-          { binary },
-        ),
-      );
-      return null;
-    }
-    this.emit(
-      status(
-        'runtime-found',
-        `containerd ${inspection.version ?? '(unknown version)'} at ${binary}: ${inspection.points.length} CRI methods probed`,
-        {
-          binary,
-          version: inspection.version,
-          missing: inspection.missing,
-        },
-      ),
-    );
+  /** The source for one runtime binary, not started, or null when it cannot be probed (the runtime says why). */
+  private async runtimeSource(binary: string): Promise<ProbeSource | null> {
     const name = `cri:${binary}`;
-    const runner = new UprobeEventsRunner(
+    const source = await this.runtime.source(
+      binary,
       name,
-      inspection,
-      {
-        line: (raw) => this.line(name, raw),
-        attached: (probes, ticks) => this.attachedOne(name, probes, 0, ticks),
-        died: (message) => this.probeDied(name, message, 0),
-      },
-      this.nextRuntimeIndex++,
+      this.nextRuntimeIndex,
+      this.eventsOf(name),
+      (said) => this.emit(said),
     );
-    const failed = runner.attach();
+    if (source) this.nextRuntimeIndex++;
+    return source;
+  }
+
+  /** Starts a runtime binary's source; false, said in a status, when its probes cannot be placed. */
+  private startRuntime(binary: string, source: ProbeSource): boolean {
+    const failed = source.start();
     if (failed) {
-      this.emit(
-        status('probe-failed', `${name}: ${failed}; tracing goes on without CRI calls for it`, {
-          source: name,
-        }),
-      );
-      return null;
+      this.emit(status('probe-failed', `${source.name}: ${failed}`, { source: source.name }));
+      return false;
     }
-    this.criRunners.set(binary, runner);
-    this.criFiles.set(binary, { identity: fileIdentity(binary), running: true });
-    return runner;
+    this.sources.set(source.name, source);
+    this.runtimes.set(binary, { source, identity: fileIdentity(binary), running: true });
+    return true;
   }
 
   /** Runtimes come and go on a node (upgrades, restarts): probe new binaries, let go of those no longer running. */
@@ -270,32 +245,34 @@ export class Tracer {
     if (this.rescanning) return;
     this.rescanning = true;
     try {
-      const running = new Set(runningRuntimes().map((r) => r.binary));
+      const running = new Set(this.runtime.running());
       for (const binary of running) {
-        if (this.criRunners.has(binary) || this.unsupported.has(binary)) continue;
-        const runner = await this.attachRuntime(binary);
-        if (!runner) {
+        if (this.runtimes.has(binary) || this.unsupported.has(binary)) continue;
+        const source = await this.runtimeSource(binary);
+        if (!source || !this.startRuntime(binary, source)) {
           this.unsupported.add(binary);
           continue;
         }
+        // Before its attached() comes (never from inside start(), source.ts): a replay learns of the CRI calls
+        // being probed before their source is up, as the live run did.
         this.pipeline.setCriProbes(true);
         this.recording?.write({ cri: true });
-        runner.read();
       }
-      for (const [binary, runner] of [...this.criRunners]) {
-        const file = this.criFiles.get(binary) ?? { identity: '', running: false };
-        const replaced = fileIdentity(binary) !== file.identity;
+      for (const [binary, runtime] of [...this.runtimes]) {
+        const replaced = fileIdentity(binary) !== runtime.identity;
         if (!replaced) {
           // A restart of the same binary (stop, start, crash) keeps the probes: they are in the file, and
           // removing them in between would lose the calls of the first pods after the start.
-          if (running.has(binary) !== file.running) {
-            file.running = running.has(binary);
+          if (running.has(binary) !== runtime.running) {
+            runtime.running = running.has(binary);
             this.emit(
-              file.running
-                ? status('runtime-found', `containerd runs again from ${binary}`, { binary })
+              runtime.running
+                ? status('runtime-found', `${this.runtime.name} runs again from ${binary}`, {
+                    binary,
+                  })
                 : status(
                     'runtime-gone',
-                    `no containerd runs from ${binary} now; its CRI probes stay, for when it starts again`,
+                    `no ${this.runtime.name} runs from ${binary} now; its CRI probes stay, for when it starts again`,
                     { binary },
                   ),
             );
@@ -303,11 +280,12 @@ export class Tracer {
           continue;
         }
         // Removed or replaced on disk (an upgrade): the probes belong to the old file.
-        this.criRunners.delete(binary);
-        this.criFiles.delete(binary);
-        await runner.stop();
-        this.attached.delete(runner.name);
-        this.probeState(runner.name, 'gone');
+        const name = runtime.source.name;
+        this.runtimes.delete(binary);
+        this.sources.delete(name);
+        await runtime.source.stop();
+        this.attached.delete(name);
+        this.probeState(name, 'gone');
         this.emit(
           status(
             'runtime-gone',
@@ -316,19 +294,15 @@ export class Tracer {
           ),
         );
         if (!running.has(binary)) continue;
-        const fresh = await this.attachRuntime(binary);
-        if (!fresh) {
-          this.unsupported.add(binary);
-          continue;
-        }
-        fresh.read();
+        const fresh = await this.runtimeSource(binary);
+        if (!fresh || !this.startRuntime(binary, fresh)) this.unsupported.add(binary);
       }
     } finally {
       this.rescanning = false;
     }
   }
 
-  /** Inspects the runtimes, then attaches everything; the `ready` status says when all is attached. */
+  /** Inspects the runtimes, then starts every source; the `ready` status says when all are attached. */
   async start(): Promise<void> {
     removeStaleProbeDirs();
     const stale = await removeStaleGroups();
@@ -341,21 +315,29 @@ export class Tracer {
     const binaries =
       this.options.runtimeBinaries.length > 0
         ? this.options.runtimeBinaries
-        : runningRuntimes().map((r) => r.binary);
-    for (const binary of binaries) await this.attachRuntime(binary);
+        : this.runtime.running();
+    const found: { binary: string; source: ProbeSource }[] = [];
+    for (const binary of binaries) {
+      const source = await this.runtimeSource(binary);
+      if (source) found.push({ binary, source });
+    }
     if (binaries.length === 0) {
       this.emit(
         status(
           'runtime-unsupported',
-          'no containerd runs on this node: handshakes are built from kernel events alone (pass --runtime-binary to name one)',
+          `no ${this.runtime.name} runs on this node: handshakes are built from kernel events alone (pass --runtime-binary to name one)`,
         ),
       );
     }
-    const criProbes = this.criRunners.size > 0;
+    // Nothing is awaited from here to the end: sources tell what they read from the event loop, never from inside
+    // start() (source.ts), and by then the pipeline and the recording are there to take it. Whether CRI calls are
+    // probed is known once the runtimes' sources have started.
+    for (const { binary, source } of found) this.startRuntime(binary, source);
+    const criProbes = this.runtimes.size > 0;
     this.pipeline = new Pipeline({
       clockOffsetNs: this.clockOffsetNs,
       criProbes,
-      runtime: 'containerd',
+      runtime: this.runtime.name,
     });
     if (this.options.record) {
       this.recording = new RecordingWriter(
@@ -363,7 +345,7 @@ export class Tracer {
         {
           clockOffsetNs: this.clockOffsetNs.toString(),
           criProbes,
-          runtime: 'containerd',
+          runtime: this.runtime.name,
           cniBinDirs: this.options.cniBinDirs,
         },
         (message) => {
@@ -373,11 +355,14 @@ export class Tracer {
       );
     }
     // Until a program says it is attached, the pipeline knows it is blind to that part of the node.
-    for (const name of ['kernel', ...[...this.criRunners.values()].map((runner) => runner.name)]) {
-      this.probeState(name, 'down');
-    }
-    this.startRunner('kernel', this.surveyPlugins());
-    for (const runner of this.criRunners.values()) runner.read();
+    for (const name of ['kernel', ...this.sources.keys()]) this.probeState(name, 'down');
+    const kernel = new ProbeRunner('kernel', this.surveyPlugins(), this.eventsOf('kernel'), {
+      ...(this.options.bpftrace ? { bpftrace: this.options.bpftrace } : {}),
+      ...(this.options.bpftracePollMs !== undefined ? { pollMs: this.options.bpftracePollMs } : {}),
+    });
+    this.kernel = kernel;
+    this.sources.set(kernel.name, kernel);
+    kernel.start();
     // While bpftrace compiles and attaches (seconds), the decoders get warm on a real recording (see warmup.ts).
     void warmUp();
     this.rescanTimer = setInterval(() => {
@@ -387,9 +372,9 @@ export class Tracer {
     // Probe output is read on one timer (fifo-lines.ts); after each of its wake-ups, held events are looked at.
     this.stopPolling = onPollTick((linesSeen) => {
       if (!this.pipeline.holding) return;
-      // Held events go on once every probe program has been read past them: each is asked how far it is.
-      // Each tick wakes a program and the daemon, a cost to the pods starting: only the programs behind are
-      // asked, and at most every tickEveryMs (a record comes at most about that much later).
+      // Held events go on once every source has been read past them: each is asked how far it is. Each tick
+      // wakes a source and the daemon, a cost to the pods starting: only the sources behind are asked, and at
+      // most every tickEveryMs (a record comes at most about that much later).
       if (Date.now() - this.lastTicksAt >= tickEveryMs) {
         this.lastTicksAt = Date.now();
         this.requestTicks(this.pipeline.sourcesBehind());
@@ -403,20 +388,10 @@ export class Tracer {
     });
   }
 
-  /**
-   * A tick line from each named probe program (all by default) once it has read what came before now
-   * (probes/tick.bt, the CRI reader's trace_marker).
-   */
-  private requestTicks(sources?: string[]): void {
-    const wanted = (name: string) => !sources || sources.includes(name);
-    if (wanted('kernel')) {
-      try {
-        getPriority(process.pid);
-      } catch {
-        // Cannot fail for our own pid; were it to, the kernel program's events are bounded as before.
-      }
-    }
-    for (const runner of this.criRunners.values()) if (wanted(runner.name)) runner.tick();
+  /** A tick line from each named source (all by default) once it has read what came before now. */
+  private requestTicks(names?: string[]): void {
+    for (const source of this.sources.values())
+      if (!names || names.includes(source.name)) source.tick();
   }
 
   /** Ends what runs and closes the sinks; also after a start that failed part way (no pipeline yet then). */
@@ -434,9 +409,7 @@ export class Tracer {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     }
-    await Promise.all(
-      [...this.runners, ...this.criRunners.values()].map((runner) => runner.stop()),
-    );
+    await Promise.all([...this.sources.values()].map((source) => source.stop()));
     if (pipeline) {
       this.handle(pipeline.finish(), 'pipeline');
       this.emit(status('stopped', 'podwire stopped', { counters: pipeline.counters }));

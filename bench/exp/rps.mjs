@@ -1,5 +1,5 @@
-// Experiment, not a bench with a target: RunPodSandbox with several tracer variants in one run, interleaved (the
-// order reversed every round), on the lab. Root; build first (npm run build). Each round creates 10 pods one at a
+// Experiment, not a bench with a target: RunPodSandbox on the lab with several tracer variants in one run.
+// Interleaved, the order reversed every round. Root; build first (npm run build). Each round creates 10 pods one at a
 // time and deletes them, once per variant, starting and stopping that variant's tracer around it; prints each
 // round's medians with the tracer's CPU (from /proc: node / bpftrace / cat) and, at the end, ratios to the first.
 // VARIANTS (JSON), each name -> null (no tracer) or {cli, args, env}: `node CLI trace ARGS`;

@@ -1,7 +1,7 @@
-// Reads a Go binary's own tables (build info and the .gopclntab function table) and finds RET instructions,
-// so that stripped Go daemons can be probed by function name without debug symbols.
+// Lets podwire probe stripped Go daemons by function name: a Go binary's own tables, and the RETs of its functions.
+// Build info and the .gopclntab function table are read from the file; no debug symbols are needed.
 //
-// Layouts were checked against the Go sources (read with the search tool):
+// The layouts follow the Go sources:
 //  - src/debug/gosym/pclntab.go (Go 1.18+ version with ver118/ver120): header words after the 8-byte prefix are
 //    nfunc, nfiles, textStart, funcnametab, cutab, filetab, pctab, pclntab (1.18+); nfunc, nfiles, funcnametab,
 //    cutab, filetab, pctab, pclntab (1.16-1.17); the 1.2-1.15 table follows the header directly. The functab is
@@ -11,12 +11,12 @@
 //    (1.16+) or to the table start (1.2).
 //  - debug/gosym ignores the header's textStart ("may be unrelocated") and takes runtime.text from its caller.
 //    Go 1.26 writes 0 there; its moduledata then lives in a `.go.module` section, whose word 22 is `text`
-//    (pcHeader, 6 slices, findfunctab, minpc, maxpc, text): checked on a Go 1.27 containerd (sid) and against the
-//    runtime.firstmoduledata of a Go 1.19 build, where word 22 equals the header's textStart.
+//    (pcHeader, 6 slices, findfunctab, minpc, maxpc, text), as in runtime.firstmoduledata of older builds, where it
+//    equals the header's textStart (test/binaries/gosym.test.ts checks both on one build).
 //  - src/debug/buildinfo/buildinfo.go: a 32-byte header "\xff Go buildinf:", pointer size, flags; flag 2 means two
 //    uvarint-prefixed strings (Go version, module info) follow inline (Go 1.18+); otherwise two pointers to Go
 //    string headers. Module info is framed by 16 sentinel bytes on each side.
-// Not tested here for lack of a Go toolchain (no tiny Go binary can be built): the 1.2 and 1.16 formats, PIE
+// Not exercised by the tests, for lack of a Go toolchain to build a tiny Go binary: the 1.2 and 1.16 formats, PIE
 // builds (whose pointers come from R_X86_64_RELATIVE addends), and 4-byte pointers.
 
 import { execFile } from 'node:child_process';
@@ -400,7 +400,9 @@ export interface Disassembly {
 const OBJDUMP_MISSING =
   'objdump not found: apt-get install binutils (podwire disassembles Go functions with it)';
 
-/** objdump's linear disassembly of [fn.entry, fn.end): Go emits no data in its text, so every line is an instruction. */
+/**
+ * objdump's linear disassembly of [fn.entry, fn.end): Go emits no data in its text, so every line is an instruction.
+ */
 export function disassemble(
   binaryPath: string,
   fn: GoFunction,
@@ -461,10 +463,10 @@ const stackChecks: (number | null)[][] = [
  * Where a uprobe at the start of a Go function costs its callers least: on the conditional jump of the function's
  * stack check, when it begins with one the Go compiler emits on amd64; else on the entry itself.
  * At most instructions the kernel answers a uprobe's breakpoint by single-stepping a copy of the instruction, a
- * second trap; a conditional jump it emulates. On a paravirtualised guest each trap is dear (measured in
- * bench/README.md: ~20 µs per hit at a function's first instruction, ~5 µs at its jump). Nothing before the jump
- * changes an argument register (only R12), the stack pointer or R14 (the goroutine), so what an entry probe reads
- * is the same there. Only these exact byte sequences are accepted: the probe is always on an instruction's first byte.
+ * second trap; a conditional jump it emulates. On a paravirtualised guest each trap is dear (see bench/README.md,
+ * uprobe-hit). Nothing before the jump changes an argument register (only R12), the stack pointer or R14 (the
+ * goroutine), so what an entry probe reads is the same there. Only these exact byte sequences are accepted: the
+ * probe is always on an instruction's first byte.
  */
 export function entryProbeOffset(code: Uint8Array, entry: number): number {
   for (const check of stackChecks) {

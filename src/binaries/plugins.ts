@@ -1,5 +1,5 @@
-// Where to put uprobes in the CNI plugins' own binaries, so that their netlink traffic and stdout are seen without a
-// probe on a system-wide syscall tracepoint (which every process on the node pays for, measured in bench/README.md).
+// Where to put uprobes in the CNI plugins' own binaries, to see their netlink and stdout without syscall tracepoints.
+// A probe on a system-wide syscall tracepoint costs every process on the node that makes the call (bench/README.md).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {

@@ -77,7 +77,10 @@ export interface RuntimeInspection {
   version: string | null;
   goVersion: string | null;
   criApiVersion: string | null;
-  /** Byte shift of every CRI message field: 0 for gogo protobuf (cri-api < v0.34), 8 for protoimpl.MessageState (>= v0.34). */
+  /**
+   * Byte shift of every CRI message field: 0 for gogo protobuf (cri-api < v0.34), 8 for protoimpl.MessageState
+   * (>= v0.34).
+   */
   messageShift: 0 | 8;
   points: CriProbePoint[];
   /** Methods that could not be resolved, each with why. */
@@ -113,8 +116,7 @@ export interface CriCallLayout {
 }
 
 /**
- * Where the request and response fields are. Verified with the search tool in cri-api's generated
- * pkg/apis/runtime/v1/api.pb.go:
+ * Where the request and response fields are, as cri-api's generated pkg/apis/runtime/v1/api.pb.go lays them out:
  *  - gogo (Kubernetes 1.26 tree, i.e. cri-api v0.26, the generator v0.25 also used; and a later gogo-era fork):
  *    fields in proto order, XXX_NoUnkeyedLiteral and XXX_sizecache last. RunPodSandboxRequest{Config
  *    *PodSandboxConfig, RuntimeHandler}, PodSandboxConfig{Metadata *PodSandboxMetadata, Hostname, ...},
@@ -123,9 +125,9 @@ export interface CriCallLayout {
  *    Config, SandboxConfig}, CreateContainerResponse{ContainerId}, StartContainerRequest{ContainerId}; the
  *    Stop/Remove/Start responses are empty.
  *  - protoc-gen-go v1.36.4 (current Kubernetes, cri-api v0.34+): `state protoimpl.MessageState` first, then the
- *    same fields, then unknownFields and sizeCache last; MessageState's 8 bytes (one pointer) are RUNTIMES.md's.
+ *    same fields, then unknownFields and sizeCache last; MessageState holds one pointer, so fields move by 8 bytes.
  *  - containerd 1.6.20's own getters, disassembled: (*RunPodSandboxRequest).GetConfig loads from 0(%rax),
- *    (*PodSandboxMetadata).GetUid from 0x10, GetAttempt from 0x30 (test/probes/runtime.test.ts re-checks them all).
+ *    (*PodSandboxMetadata).GetUid from 0x10, GetAttempt from 0x30 (test/binaries/runtime.test.ts checks them all).
  * Registers follow Go's ABI: `(*criService).M(ctx, r)` has the receiver in RAX, ctx in RBX+RCX, r in RDI, and
  * returns (*Resp, error) in RAX and RBX+RCX. The gRPC handler returns (interface{}, error): the response pointer
  * is the interface's data word in RBX, the error's type word is in RCX.

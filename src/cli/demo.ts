@@ -1,5 +1,5 @@
-// `podwire demo`: the README's first command. The lab node, podwire tracing it in the live timeline, and pods
-// coming and going like on a busy node — now and then one whose network cannot be set up — until `q`.
+// `podwire demo`, the README's first command: the lab traced in the live timeline while pods come and go, until `q`.
+// The pods come and go as on a busy node, now and then one whose network cannot be set up.
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import type { HandshakeRecord } from '../correlate/record.js';

@@ -43,7 +43,7 @@ export function registerLab(program: Command): void {
   lab
     .command('status')
     .description('whether the lab runs, its CRI endpoint, CNI dirs and pods')
-    .option('--json', 'one JSON document (the shape is in the README)')
+    .option('--json', 'one JSON document (its shape: docs/records.md)')
     .action(async (options: { json?: boolean }) => {
       const status = await labStatus(labPaths());
       if (options.json) return printJson(status);

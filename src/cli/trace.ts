@@ -207,8 +207,7 @@ export function registerTrace(program: Command): void {
             })
           : null;
         if (tui) timeline?.to(tui.sink);
-        // Lower priority for all of podwire's threads, and for the bpftrace and readers it starts (they inherit it):
-        // on a busy node the pods come first; records arrive a little later and lost events, if any, are reported.
+        // On a busy node the pods come first: records arrive a little later, and lost events, if any, are reported.
         if (Number.isFinite(options.nice)) niceEveryThread(options.nice);
         const cniBinDirs = options.cniBinDir ?? existingCniBinDirs();
         const tracer = new Tracer(

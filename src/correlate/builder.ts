@@ -3,7 +3,7 @@
 import { type CniOutput, cniEnvironment, cniErrorMessage, cniOutput } from '../decode/cni.js';
 import { earliest, latest, millis, rfc3339Nanos } from '../time.js';
 import { netlinkAttributes, netlinkPhaseName } from './netlink-phase.js';
-import type { HandshakeRecord, PhaseRecord } from './record.js';
+import type { HandshakeRecord, PhaseKind, PhaseRecord } from './record.js';
 import {
   ADD,
   type CorrelatorOptions,
@@ -32,6 +32,7 @@ export class HandshakeBuilder {
 
   private add(
     name: string,
+    kind: PhaseKind,
     startNs: bigint,
     endNs: bigint | null,
     parentId: number | null,
@@ -41,6 +42,7 @@ export class HandshakeBuilder {
       id: this.phases.length,
       parentId,
       name,
+      kind,
       start: this.time(startNs),
       end: endNs === null ? null : this.time(endNs),
       durationMs: endNs === null ? null : millis(startNs, endNs),
@@ -63,7 +65,9 @@ export class HandshakeBuilder {
     facts: Facts,
   ): void {
     const env = cniEnvironment(plugin.env);
-    const name = plugin.parent ? `ipam ${plugin.name}` : `cni ${command} ${plugin.name}`;
+    // A plugin exec'd by a plugin is the delegated IPAM; the runtime runs the others.
+    const kind = plugin.parent ? 'ipam' : 'cni';
+    const name = kind === 'ipam' ? `ipam ${plugin.name}` : `cni ${command} ${plugin.name}`;
     facts.cni.push(plugin.name);
     if (env.traceparent) facts.traceparent ??= env.traceparent;
     const attributes: Record<string, string | number | boolean> = {
@@ -79,7 +83,7 @@ export class HandshakeBuilder {
     const output = cniOutput(Buffer.concat(plugin.stdout).toString('utf8'));
     if (output.type === 'error') attributes['podwire.cni.error'] = cniErrorMessage(output.error);
     if (output.type === 'result') attributes['podwire.cni.result'] = JSON.stringify(output.result);
-    const phase = this.add(name, plugin.startNs, plugin.endNs, parentId, attributes);
+    const phase = this.add(name, kind, plugin.startNs, plugin.endNs, parentId, attributes);
     if (output.type === 'result') facts.results.push({ plugin, output });
     if (plugin.endNs === null) facts.unfinished = true;
     if (pluginFailed(plugin) || output.type === 'error') {
@@ -114,7 +118,7 @@ export class HandshakeBuilder {
     const errorReply = request.reply.find((reply) => reply.error)?.error;
     if (errorReply?.errnoName) attributes['podwire.netlink.errno_name'] = errorReply.errnoName;
     if (request.extack) attributes['podwire.netlink.extack'] = request.extack;
-    const phase = this.add(name, request.sendNs, request.endNs, parentId, attributes);
+    const phase = this.add(name, 'rtnetlink', request.sendNs, request.endNs, parentId, attributes);
     // A plugin tolerates some errors (EEXIST on its bridge); only the last request of a plugin that failed
     // without a failing IPAM child is taken as the cause.
     const failedChild = plugin.children.some(pluginFailed);
@@ -156,7 +160,7 @@ export class HandshakeBuilder {
     const endNs = run?.returnNs ?? sandbox.startEndNs ?? sandbox.lastNs;
     let rootId: number | null = null;
     if (run) {
-      const root = this.add('cri RunPodSandbox', run.enterNs, run.returnNs, null, {
+      const root = this.add('cri RunPodSandbox', 'cri', run.enterNs, run.returnNs, null, {
         'process.pid': run.pid,
         'podwire.go.goroutine': run.goroutine,
       });
@@ -164,7 +168,7 @@ export class HandshakeBuilder {
       if (run.failed) this.fail(root, 'RunPodSandbox returned an error', 0);
     }
     if (sandbox.netns) {
-      this.add('netns create', sandbox.netns.createNs, sandbox.netns.pinnedNs, rootId, {
+      this.add('netns create', 'netns', sandbox.netns.createNs, sandbox.netns.pinnedNs, rootId, {
         'podwire.netns': sandbox.netns.path,
         ...(sandbox.netns.inum !== null ? { 'podwire.netns_inum': sandbox.netns.inum } : {}),
         'process.pid': sandbox.netns.pid,
@@ -177,6 +181,7 @@ export class HandshakeBuilder {
     if (sandbox.startBeginNs !== null || sandbox.startEndNs !== null) {
       this.add(
         'sandbox start',
+        'sandbox',
         sandbox.startBeginNs ?? sandbox.startEndNs ?? startNs,
         sandbox.startEndNs,
         rootId,
@@ -222,12 +227,14 @@ export class HandshakeBuilder {
     const facts = newFacts(null);
     const calls = [teardown.stop, teardown.remove].filter((c): c is CriCall => c !== null);
     let parentId: number | null = null;
+    let removeId: number | null = null;
     for (const call of calls) {
-      const phase = this.add(`cri ${call.method}`, call.enterNs, call.returnNs, null, {
+      const phase = this.add(`cri ${call.method}`, 'cri', call.enterNs, call.returnNs, null, {
         'process.pid': call.pid,
       });
       if (call.failed) this.fail(phase, `${call.method} returned an error`, 0);
       if (call.method === 'StopPodSandbox') parentId = phase.id;
+      if (call.method === 'RemovePodSandbox') removeId = phase.id;
     }
     const ordered = [...teardown.plugins].sort((a, b) => (a.startNs < b.startNs ? -1 : 1));
     for (const plugin of ordered) {
@@ -235,11 +242,10 @@ export class HandshakeBuilder {
         teardown.stop &&
         plugin.startNs >= teardown.stop.enterNs &&
         (teardown.stop.returnNs === null || plugin.startNs <= teardown.stop.returnNs);
-      const removeId = this.phases.find((p) => p.name === 'cri RemovePodSandbox')?.id ?? null;
       this.pluginPhases(plugin, DEL, inside ? parentId : (removeId ?? parentId), 1, facts);
     }
     if (teardown.netnsDeleteNs !== null) {
-      this.add('netns delete', teardown.netnsDeleteNs, teardown.netnsDeleteNs, parentId, {
+      this.add('netns delete', 'netns', teardown.netnsDeleteNs, teardown.netnsDeleteNs, parentId, {
         'podwire.netns': teardown.netnsPath ?? '',
       });
     }

@@ -241,6 +241,9 @@ export class Correlator {
         if (!this.options.criProbes && this.addsDone(sandbox)) this.finish(sandbox, out, 'started');
         return;
       }
+      default:
+        // A kind added to ProbeEvent fails to compile here until the correlator decides what it means.
+        event satisfies never;
     }
   }
 
@@ -437,8 +440,8 @@ export class Correlator {
     this.plugins.delete(pid);
     plugin.endNs = ns;
     plugin.status = status;
-    // The wait status has the exit code (bits 8-15) unless a signal ended it (low 7 bits); older recordings said
-    // the code in a cni_exit line before.
+    // The wait status has the exit code (bits 8-15) unless a signal ended it (low 7 bits); a recording with
+    // cni_exit lines has said the code already.
     if (plugin.exitCode === null && pluginSignal(plugin) === 0)
       plugin.exitCode = (status >> 8) & 0xff;
     for (const key of [...this.pendingRequests.keys()])

@@ -1,5 +1,5 @@
-// `podwire doctor`: what this node offers podwire (kernel, tracefs, bpftrace, runtimes, CNI plugins), each problem
-// with its fix in one line, and an exit code that says whether tracing can work.
+// `podwire doctor`: whether podwire can trace on this node, and a one-line fix for each problem it finds.
+// It checks the kernel, tracefs, bpftrace, the runtimes and the CNI plugins; its exit code says whether tracing works.
 
 import { existsSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';

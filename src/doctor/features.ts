@@ -1,8 +1,10 @@
-// What this node's kernel and bpftrace offer podwire's probes, for `podwire doctor`: readings of tool output and
-// files turned into checks by pure functions first, then the reads and runs that gather them.
+// What this node's kernel and bpftrace offer podwire's probes, for `podwire doctor`.
+//
+// Pure functions first, which turn readings of tool output and files into checks; then the reads and runs that
+// gather them.
 //
 // The kernel is asked through tracefs (kprobe_events, uprobe_events, events/) and bpftrace by running it: bpftrace
-// --info loads test programs only, so it can say "kprobe: yes" on a kernel without kprobe_events (PLATFORM.md).
+// --info loads test programs only, so it can say "kprobe: yes" on a kernel without kprobe_events.
 
 import { execFile } from 'node:child_process';
 import {

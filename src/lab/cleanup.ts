@@ -115,7 +115,10 @@ async function unmountBelow(dirs: string[], progress: Progress): Promise<void> {
   if (inside.length > 0) progress(`unmounted ${inside.length} mounts under the lab's dirs`);
 }
 
-/** Removes the lab's cgroup tree in every hierarchy, leaves first; a cgroup still holding a process stays and is reported. */
+/**
+ * Removes the lab's cgroup tree in every hierarchy, leaves first; a cgroup still holding a process stays and is
+ * reported.
+ */
 function removeCgroups(cgroupParent: string, progress: Progress): void {
   const hierarchies = mounts().filter((m) => m.fsType === 'cgroup' || m.fsType === 'cgroup2');
   let left = 0;

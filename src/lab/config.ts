@@ -1,4 +1,4 @@
-// The lab node's configuration: containerd's TOML and the CNI network list, generated or checked before anything starts.
+// The lab node's configuration: containerd's TOML and the CNI network list, made or checked before anything starts.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LabPaths } from './paths.js';

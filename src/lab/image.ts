@@ -1,4 +1,4 @@
-// The lab's pause image, made here because no registry is reachable: pause.c compiled statically and packed as an OCI image-layout tar that `ctr images import` accepts.
+// The lab's pause image, built here since no registry is reachable: pause.c as an OCI tar for `ctr images import`.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { access, mkdtemp, readFile, rm } from 'node:fs/promises';

@@ -48,7 +48,7 @@ export function sandboxConfig(
   mkdirSync(logDirectory, { recursive: true });
   return {
     metadata: { name, namespace, uid, attempt: 0 },
-    // As the kubelet does: a hostname has at most 63 characters (sethostname refuses more), without a - or . at its end.
+    // As the kubelet does: at most 63 characters (sethostname refuses more), without a - or . at the end.
     hostname: name.slice(0, 63).replace(/[-.]+$/, ''),
     logDirectory,
     labels: {

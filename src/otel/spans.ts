@@ -41,7 +41,7 @@ export function parseTraceparent(text: string | null): { traceId: string; spanId
 const hex8 = (value: number) => value.toString(16).padStart(8, '0');
 
 /**
- * One hash per record (a replay of 10,000 pods makes 200,000 spans): the trace id and a span id base from it; the
+ * One hash per record, not per span (a record has tens of spans): the trace id and a span id base from it; the
  * span ids count up from the base, unique in the record, and across records even when the runtime's TRACEPARENT
  * puts every pod in one trace.
  */

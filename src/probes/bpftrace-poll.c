@@ -1,7 +1,7 @@
-// bpftrace-poll.c: preloaded into bpftrace (LD_PRELOAD) so that it reads its perf buffers every few milliseconds
-// instead of being woken for each event. bpftrace 0.17 opens its BPF output buffers with wakeup_events=1: every
-// printf in a probe queues a wake-up of bpftrace, an IPI in this VM, paid by the traced thread (~8 us a line here,
-// `npm run bench:uprobe-hit`), and bpftrace runs once per event. With this library:
+// Preloaded into bpftrace (LD_PRELOAD) so that it reads its perf buffers on a timer instead of waking for each event.
+// bpftrace 0.17 opens its BPF output buffers with wakeup_events=1: every printf in a probe queues a wake-up of
+// bpftrace, an IPI on a virtual machine, paid by the traced thread (see `npm run bench:uprobe-hit`), and bpftrace
+// runs once per event. With this library:
 // - perf_event_open of a BPF output event asks for a wake-up only when a quarter of the buffer is full (bursts are
 //   still read before the buffer overflows);
 // - epoll_wait on a set holding those buffers waits at most PODWIRE_BPFTRACE_POLL_MS (default 100, as podwire's
@@ -47,16 +47,15 @@ __attribute__((constructor)) static void configure(void) {
   const char *pages = getenv("BPFTRACE_PERF_RB_PAGES");
   if (pages && atoi(pages) > 0) watermark_bytes = (uint32_t)atoi(pages) * 4096 / 4;
   // podwire reads bpftrace's stdout (a FIFO) on a timer. bpftrace 0.17 drops what it has left to print when a SIGINT
-  // comes while it is blocked writing to a full pipe (1,280 of 1,500 lines came, with this library or without), so
-  // its pipe holds 1 MiB (the default most a process may ask for) instead of 64 KiB. Not a pipe, or refused: as it was.
+  // comes while it is blocked writing to a full pipe, so its pipe holds 1 MiB (the default most a process may ask
+  // for) instead of 64 KiB. Not a pipe, or refused: left as it is.
   fcntl(STDOUT_FILENO, F_SETPIPE_SZ, 1 << 20);
 }
 
 // bpftrace 0.17 notices SIGINT/SIGTERM only as an EINTR of its epoll_wait: a signal that comes while it prints a
-// batch is forgotten, and bpftrace runs on. Blocked in epoll_wait almost all the time it rarely happens; reading on a
-// timer it spends more time out of it (3 of 30 SIGINTs sent during a stream of events were lost, 0 of 30 without
-// this library). So each handler bpftrace installs is wrapped to note the signal, and the next epoll_wait on a set
-// of ours returns EINTR as a blocked one would have.
+// batch is forgotten, and bpftrace runs on. Woken per event, bpftrace is blocked in epoll_wait almost all the time;
+// reading on a timer it spends more time out of it, where a SIGINT would be lost. So each handler bpftrace installs
+// is wrapped to note the signal, and the next epoll_wait on a set of ours returns EINTR as a blocked one would have.
 static volatile sig_atomic_t signalled;
 static struct sigaction handlers[NSIG]; // bpftrace's own, called by note_signal
 

@@ -1,12 +1,11 @@
 // Children's stdout through FIFOs that podwire reads on one timer: many lines per wake-up instead of one.
 //
-// bpftrace writes (and so would wake its reader) once per event, a couple of hundred times per pod. Read through
-// a Node stream, each of those writes cost the daemon a wake-up, and on this kind of machine a wake-up of a
-// process that slept costs far more than decoding the line it brings: most of the daemon's CPU while pods start,
-// taken from the very pods it traces (bench/README.md). Here each child writes into a FIFO and one timer empties
-// every FIFO with non-blocking reads, a few times a second while lines come and more rarely when none do. Nothing
-// is lost while it waits: a full FIFO (64 KiB) blocks the writer, bpftrace's events wait in its perf buffers
-// meanwhile, and a wake-up that finds a FIFO full comes back at once.
+// bpftrace writes once per event, hundreds of times per pod. Read through a Node stream, each write would wake the
+// daemon, and waking a process that slept costs more than decoding the line it brings, CPU taken from the very pods
+// being traced (bench/README.md). Here each child writes into a FIFO and one timer empties every FIFO with
+// non-blocking reads, a few times a second while lines come and more rarely when none do. Nothing is lost while it
+// waits: a full FIFO blocks the writer, bpftrace's events wait in its perf buffers meanwhile, and a wake-up that
+// finds a FIFO full comes back at once.
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +14,7 @@ import { StringDecoder } from 'node:string_decoder';
 
 /**
  * The timer's period while lines come; with none it doubles, up to idlePollMs. Records wait for the reorder
- * window (250 ms) anyway; bigger batches cost the daemon less per line, as each wake-up finds code and data cold.
+ * window anyway; bigger batches cost the daemon less per line, as each wake-up finds code and data cold.
  */
 export const busyPollMs = 250;
 export const idlePollMs = 400;

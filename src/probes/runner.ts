@@ -1,21 +1,15 @@
 // Runs one bpftrace program as a child process: its JSON lines as a stream, restarts with backoff when it dies.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { TickMode } from '../correlate/pipeline.js';
 import { FifoLines } from './fifo-lines.js';
 import { readyLine } from './program.js';
+import type { ProbeSource, ProbeSourceEvents, ReadyNote } from './source.js';
 import { tiedToDaemon } from './tied.js';
-
-export interface RunnerEvents {
-  /** A line of stdout, or a "Lost N events" line of stderr (bpftrace 0.17 puts it there). */
-  line(raw: string): void;
-  attached(probes: number): void;
-  /** bpftrace died or could not start: its last error lines, and whether it will be started again. */
-  died(message: string, restartInMs: number | null): void;
-}
 
 /** bpftrace's memlock complaint: the limit cannot be raised here, and the kernel charges BPF memory to the cgroup. */
 export const memlockNoise = /RLIMIT_MEMLOCK|ulimit -l/;
@@ -47,8 +41,7 @@ export const pollLibraryFix = 'apt-get install gcc libc6-dev, then npm run build
 
 /**
  * How often bpftrace reads its buffers by default (ms): records wait this much longer, at most. Each read wakes
- * bpftrace, and on this kind of machine a wake-up costs the pods about as much as the work it brings: 100 ms took
- * bpftrace's CPU per round of 10 pods from 60-90 ms (25 ms) to 30-50 ms (bench/README.md).
+ * bpftrace, and a wake-up costs the pods starting about as much as the work it brings (bench/README.md).
  */
 export const defaultPollMs = 100;
 
@@ -60,16 +53,24 @@ export interface RunnerOptions {
   pollLibrary?: string | null;
 }
 
-export class ProbeRunner {
+/** A program that includes probes/tick.bt answers the daemon's getpriority calls with tick lines. */
+const answersTicks = /^tracepoint:syscalls:sys_enter_getpriority$/m;
+
+/**
+ * A probe source (source.ts) that is one bpftrace program. Lines are stdout, and the "Lost N events" lines of
+ * stderr (bpftrace 0.17 puts them there); when bpftrace dies, its last error lines are the message.
+ */
+export class ProbeRunner implements ProbeSource {
   private child: ChildProcess | null = null;
   private stopping = false;
-  private restarts = 0;
+  private restartsSoFar = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly dir: string;
   private readonly file: string;
   private stderrTail: string[] = [];
   private reloading = false;
   private args: string[] = [];
+  private ticks = false;
   private readonly bpftrace: string;
   private readonly pollMs: number;
   private readonly pollLibrary: string | null;
@@ -77,7 +78,7 @@ export class ProbeRunner {
   constructor(
     readonly name: string,
     program: string,
-    private readonly events: RunnerEvents,
+    private readonly events: ProbeSourceEvents,
     options: RunnerOptions = {},
   ) {
     this.bpftrace = options.bpftrace ?? 'bpftrace';
@@ -93,6 +94,24 @@ export class ProbeRunner {
     // bpftrace 0.17 wants --unsafe for a uprobe at an address in a stripped binary (plugin-io.bt); the program
     // itself uses nothing unsafe (no system(), no signals).
     this.args = /^uprobe:\S+:0x[0-9a-f]+/m.test(program) ? ['--unsafe'] : [];
+    this.ticks = answersTicks.test(program);
+  }
+
+  /**
+   * 'batches': a tick bounds what is unread only at the start of bpftrace's print batch (probes/tick.bt), its
+   * events do not; false for a program without tick.bt.
+   */
+  get tickMode(): TickMode {
+    return this.ticks ? 'batches' : false;
+  }
+
+  /** getpriority(PRIO_PROCESS, the daemon's pid), which tick.bt answers at bpftrace's next batch or two. */
+  tick(): void {
+    try {
+      getPriority(process.pid);
+    } catch {
+      // Cannot fail for our own pid; were it to, this program's events would be bounded by the next tick.
+    }
   }
 
   /** Runs another program in place of this one (plugins changed): not a failure, so no backoff. */
@@ -103,7 +122,7 @@ export class ProbeRunner {
       this.reloading = true;
       void this.end(child);
     } else if (!this.stopping && !this.timer) {
-      this.start();
+      this.run();
     }
   }
 
@@ -127,15 +146,26 @@ export class ProbeRunner {
       : `is woken for each event: ${this.bpftrace} did not load ${this.pollLibrary} (a static or setuid bpftrace ignores LD_PRELOAD)`;
   }
 
-  get restartCount(): number {
-    return this.restarts;
+  readyNote(): ReadyNote {
+    const wakeups = this.wakeups;
+    return { text: `bpftrace ${wakeups}`, fields: { bpftraceWakeups: wakeups } };
+  }
+
+  get restarts(): number {
+    return this.restartsSoFar;
   }
 
   get pid(): number | null {
     return this.child?.pid ?? null;
   }
 
-  start(): void {
+  /** Starts bpftrace; it never fails here: a bpftrace that cannot run says so through died(). */
+  start(): null {
+    this.run();
+    return null;
+  }
+
+  private run(): void {
     this.stderrTail = [];
     // BPFTRACE_STRLEN on 0.17, BPFTRACE_MAX_STRLEN on 0.23+: the probes read strings in 199-byte chunks.
     const env: NodeJS.ProcessEnv = {
@@ -191,15 +221,15 @@ export class ProbeRunner {
     if (this.stopping) return;
     if (this.reloading) {
       this.reloading = false;
-      this.start();
+      this.run();
       return;
     }
-    this.restarts++;
-    const delay = Math.min(30_000, 1_000 * 2 ** Math.min(this.restarts - 1, 5));
-    this.events.died(message, delay);
+    this.restartsSoFar++;
+    const delay = Math.min(30_000, 1_000 * 2 ** Math.min(this.restartsSoFar - 1, 5));
+    this.events.died(`${message}; restarting in ${delay / 1000} s`, delay);
     this.timer = setTimeout(() => {
       this.timer = null;
-      if (!this.stopping) this.start();
+      if (!this.stopping) this.run();
     }, delay);
   }
 
@@ -214,7 +244,7 @@ export class ProbeRunner {
 
   /**
    * Ends bpftrace by its pid: SIGINT so that it detaches and prints what it holds, SIGKILL if it has not gone 5 s
-   * later (bpftrace 0.17 misses a SIGINT that comes while it prints, and a reload waited for it forever).
+   * later (bpftrace 0.17 misses a SIGINT that comes while it prints).
    */
   private async end(child: ChildProcess): Promise<void> {
     const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -1,5 +1,6 @@
-// Children that end with the daemon: a podwire killed with -9 (an OOM kill, a node drain) must not leave bpftrace
-// attached or a trace_pipe reader holding its tracefs instance open, which made the next daemon's start fail.
+// Children that end with the daemon: a podwire killed with -9 leaves no bpftrace or trace_pipe reader behind.
+// After an OOM kill or a node drain, a bpftrace still attached or a reader holding its tracefs instance open would
+// keep the next daemon from starting.
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
@@ -36,8 +37,8 @@ export function onPath(command: string, path = process.env.PATH ?? ''): string |
  * it). Without setpriv, or when `command` is not there (spawn's own ENOENT then names it), it is run as it is.
  * `detached` (give it to spawn): the child runs in a process group of its own, so that a terminal's Ctrl-C, or
  * `timeout`, which signal the whole foreground group, reach the daemon alone; it then ends its children in order.
- * In the daemon's group, bpftrace and the trace_pipe reader got that SIGINT too and ended by themselves while the
- * daemon stopped: the reader was reported dead and started again in the middle of the stop.
+ * In the daemon's group, bpftrace and the trace_pipe reader would get that SIGINT too and end by themselves while
+ * the daemon stops, and the reader would be reported dead and restarted in the middle of the stop.
  */
 export function tiedToDaemon(
   command: string,

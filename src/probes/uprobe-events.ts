@@ -19,6 +19,7 @@ import {
 import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { criCallLayout, type GoFieldPath, type RuntimeInspection } from '../binaries/runtime.js';
+import type { TickMode } from '../correlate/pipeline.js';
 import {
   EntryJoiner,
   type EventDefinition,
@@ -26,6 +27,7 @@ import {
   traceLineToProbeLines,
 } from '../decode/trace-pipe.js';
 import { FifoLines } from './fifo-lines.js';
+import type { ProbeSource, ProbeSourceEvents } from './source.js';
 import { tiedToDaemon } from './tied.js';
 
 export const tracefs = '/sys/kernel/tracing';
@@ -54,8 +56,8 @@ function stringFetch(register: string, path: GoFieldPath, name: string): string 
 /**
  * Sandbox and container ids are read as exactly 64 bytes, not as a string: a Go string has no NUL, so a string
  * fetch reads on past the id, and where the id ends near a page that is not in memory the whole read fails
- * ("(fault)": seen for one StopPodSandbox in ten, whose teardown then lost its CRI call). Runtimes make ids of
- * 64 hex digits; a shorter one is cut at its length, as strings are.
+ * ("(fault)"), and the call is lost. Runtimes make ids of 64 hex digits; a shorter one is cut at its length, as
+ * strings are.
  */
 const idNames = new Set(['sandbox_id', 'container_id', 'id']);
 const idBytes = 64;
@@ -228,22 +230,16 @@ async function removeGroup(group: string, events: string): Promise<void> {
   }
 }
 
-export interface UprobeRunnerEvents {
-  line(raw: string): void;
-  /** `ticks`: whether tick() is answered (the instance's trace_marker could be opened). */
-  attached(probes: number, ticks: boolean): void;
-  /** The trace_pipe reader ended by itself: it is started again after `restartInMs`. */
-  died(message: string, restartInMs: number): void;
-}
-
 /** How long after its reader ended trace_pipe is read again. */
 const rereadMs = 1000;
 
 /**
- * Creates the events in a group of its own (podwire_<pid>), enables them in a trace instance of its own, and
- * reads that instance's trace_pipe through `cat`, a child it can end by pid. stop() removes all of it.
+ * A probe source (source.ts) for one runtime binary's CRI handlers. start() creates the events in a group of its
+ * own (podwire_<pid>_<index>), enables them in a trace instance of its own, and reads that instance's trace_pipe
+ * through `cat`, a child it can end by pid; a reader that ends by itself is started again (died says so). stop()
+ * removes all of it.
  */
-export class UprobeEventsRunner {
+export class UprobeEventsRunner implements ProbeSource {
   private reader: ChildProcess | null = null;
   private stopped = false;
   private rereadTimer: NodeJS.Timeout | null = null;
@@ -253,12 +249,14 @@ export class UprobeEventsRunner {
   private readonly definitions: EventDefinition[];
   private readonly byEvent: Map<string, EventDefinition>;
   private readonly tgids = new Map<number, number>();
+  /** Always 0: only its reader is ever started again, over probes that stayed in place (source.ts). */
+  readonly restarts = 0;
 
   /** `index` tells this daemon's runners apart: one event group per runtime binary. */
   constructor(
     readonly name: string,
     inspection: RuntimeInspection,
-    private readonly events: UprobeRunnerEvents,
+    private readonly events: ProbeSourceEvents,
     index = 0,
   ) {
     this.group = `podwire_${process.pid}_${index}`;
@@ -276,8 +274,23 @@ export class UprobeEventsRunner {
     return tgid;
   }
 
-  /** Creates and enables the events; returns why not, when they could not be. Hits wait in the buffer until read(). */
-  attach(): string | null {
+  /**
+   * true: trace_pipe is read in time order, so its lines say how far it has been read as its ticks do; false
+   * while its trace_marker cannot be opened (an old kernel): tick() then asks nothing.
+   */
+  get tickMode(): TickMode {
+    return this.marker !== null;
+  }
+
+  /** Creates and enables the events, then reads them; returns why not, when they could not be created. */
+  start(): string | null {
+    const failed = this.attach();
+    if (failed) return `${failed}; tracing goes on without CRI calls for it`;
+    this.read();
+    return null;
+  }
+
+  private attach(): string | null {
     const instance = join(tracefs, 'instances', this.group);
     try {
       for (const definition of this.definitions)
@@ -300,7 +313,7 @@ export class UprobeEventsRunner {
    * Reads the instance's trace_pipe through `cat`, a child podwire ends by its pid, into a FIFO read on the shared
    * timer (fifo-lines.ts): one wake-up of the daemon for many CRI calls.
    */
-  read(): void {
+  private read(): void {
     const entries = new EntryJoiner(this.byEvent, (raw) => {
       const lines = traceLineToProbeLines(raw, this.byEvent, (tid) => this.tgid(tid));
       if (typeof lines === 'string') {
@@ -347,7 +360,10 @@ export class UprobeEventsRunner {
       // No marker (an old kernel): the pipeline then bounds these events by the newest of any source.
       this.marker = null;
     }
-    this.events.attached(this.definitions.length, this.marker !== null);
+    // Never from inside start() (source.ts): the caller may not be ready for its events yet.
+    queueMicrotask(() => {
+      if (this.reader === reader) this.events.attached(this.definitions.length);
+    });
   }
 
   /** The pid of the trace_pipe reader, while there is one. */

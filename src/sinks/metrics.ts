@@ -12,13 +12,11 @@ export const durationBuckets = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 ];
 
-const pluginOfPhase = /^(?:cni (?:ADD|DEL|CHECK|VERSION|GC|STATUS) |ipam )(.+)$/;
-
 /** The plugin a phase belongs to: its own for a plugin or IPAM phase, the enclosing one's for a netlink request. */
 export function phasePlugin(phases: PhaseRecord[], phase: PhaseRecord): string {
   for (let at: PhaseRecord | undefined = phase; at; ) {
-    const match = pluginOfPhase.exec(at.name);
-    if (match?.[1]) return match[1];
+    const plugin = pluginName(at);
+    if (plugin) return plugin;
     at = at.parentId === null ? undefined : phases[at.parentId];
   }
   return 'none';
@@ -27,10 +25,17 @@ export function phasePlugin(phases: PhaseRecord[], phase: PhaseRecord): string {
 /** The plugin that wired the pod: the first CNI plugin run that is not loopback. */
 export function primaryPlugin(record: HandshakeRecord): string {
   for (const phase of record.phases) {
-    const match = /^cni [A-Z]+ (.+)$/.exec(phase.name);
-    if (match?.[1] && match[1] !== 'loopback') return match[1];
+    const plugin = phase.kind === 'cni' ? pluginName(phase) : null;
+    if (plugin && plugin !== 'loopback') return plugin;
   }
   return 'unknown';
+}
+
+/** The binary a plugin or IPAM phase ran, as the correlator recorded it; null for other phases. */
+function pluginName(phase: PhaseRecord): string | null {
+  if (phase.kind !== 'cni' && phase.kind !== 'ipam') return null;
+  const name = phase.attributes['process.executable.name'];
+  return typeof name === 'string' && name !== '' ? name : null;
 }
 
 export class MetricsSink implements Sink {

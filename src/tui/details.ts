@@ -1,7 +1,7 @@
 // The details pane: everything a record or one of its phases carries, grouped the way an SRE asks about it.
-import type { HandshakeRecord, PhaseRecord } from '../correlate/record.js';
+import type { HandshakeRecord, PhaseKind, PhaseRecord } from '../correlate/record.js';
 import { msText, type Run, wrap } from './columns.js';
-import { type PhaseKind, phaseKind, phaseKinds, timeNs } from './phases.js';
+import { kindLabel, timeNs } from './phases.js';
 import { kindStyle } from './waterfall.js';
 
 type Attributes = PhaseRecord['attributes'];
@@ -43,35 +43,43 @@ const netlinkAnswer = new Set([
 /** How a phase's attributes are grouped, by what kind of step it is; what no group takes goes last. */
 function sections(kind: PhaseKind): Section[] {
   const process: Section = { title: 'process', keys: (key) => key.startsWith('process.') };
-  if (kind === 'cni' || kind === 'ipam')
-    return [
-      {
-        title: 'CNI environment',
-        keys: (key) => cniEnvironment.some(([name]) => name === key),
-        alias: (key) => cniEnvironment.find(([name]) => name === key)?.[1],
-      },
-      process,
-      {
-        title: 'exit',
-        keys: (key) => key === 'podwire.cni.exit_code' || key === 'podwire.cni.error',
-      },
-      { title: 'result', keys: (key) => key === 'podwire.cni.result' },
-    ];
-  if (kind === 'rtnetlink')
-    return [
-      {
-        title: 'rtnetlink request',
-        keys: (key) =>
-          !netlinkAnswer.has(key) &&
-          (key.startsWith('podwire.netlink.') ||
-            /^podwire\.(link|addr|route|veth)\./.test(key) ||
-            key === 'network.interface.name' ||
-            key === 'podwire.netns_inum'),
-      },
-      { title: 'rtnetlink answer', keys: (key) => netlinkAnswer.has(key) },
-      process,
-    ];
-  return [process];
+  switch (kind) {
+    case 'cni':
+    case 'ipam':
+      return [
+        {
+          title: 'CNI environment',
+          keys: (key) => cniEnvironment.some(([name]) => name === key),
+          alias: (key) => cniEnvironment.find(([name]) => name === key)?.[1],
+        },
+        process,
+        {
+          title: 'exit',
+          keys: (key) => key === 'podwire.cni.exit_code' || key === 'podwire.cni.error',
+        },
+        { title: 'result', keys: (key) => key === 'podwire.cni.result' },
+      ];
+    case 'rtnetlink':
+      return [
+        {
+          title: 'rtnetlink request',
+          keys: (key) =>
+            !netlinkAnswer.has(key) &&
+            (key.startsWith('podwire.netlink.') ||
+              /^podwire\.(link|addr|route|veth)\./.test(key) ||
+              key === 'network.interface.name' ||
+              key === 'podwire.netns_inum'),
+        },
+        { title: 'rtnetlink answer', keys: (key) => netlinkAnswer.has(key) },
+        process,
+      ];
+    case 'cri':
+    case 'netns':
+    case 'sandbox':
+      return [process];
+    default:
+      return kind satisfies never;
+  }
 }
 
 /** A value as lines: JSON text (a CNI result, an error object) pretty-printed, everything else as is. */
@@ -131,17 +139,13 @@ function fact(name: string, value: string, width: number, style?: string): Run[]
   ]);
 }
 
-function kindLabel(kind: PhaseKind): string {
-  return phaseKinds.find((entry) => entry.kind === kind)?.label ?? 'other';
-}
-
 /** A phase's times, error and attributes (rtnetlink request and answer, CNI environment, exit, result…). */
 export function phaseDetails(record: HandshakeRecord, phase: PhaseRecord, width: number): Run[][] {
-  const kind = phaseKind(phase.name);
+  const kind = phase.kind;
   const lines: Run[][] = [
     [
       { text: phase.name, style: phase.error ? 'red-fg' : 'bold' },
-      { text: `  ${kindLabel(kind)}`, style: kindStyle[kind] },
+      { text: `  ${kindLabel[kind]}`, style: kindStyle[kind] },
       ...(phase.error ? [{ text: '  failed', style: 'red-fg' }] : []),
       ...(phase.end === null ? [{ text: '  never ended', style: 'yellow-fg' }] : []),
     ],

@@ -130,8 +130,18 @@ export class HeaderState {
         this.info.exportState = this.givenExport ?? `${exporter} ok`;
         break;
       }
-      default:
+      // What these say is in the NDJSON stream; the header has no place for it.
+      case 'probe-failed':
+      case 'events-late':
+      case 'runtime-gone':
+      case 'runtime-unsupported':
+      case 'input-problem':
+      case 'plugins-changed':
+      case 'stopped':
         break;
+      default:
+        // A state added to StatusEvent fails to compile here until the header decides whether to show it.
+        event.state satisfies never;
     }
     if (noticeStates.has(event.state))
       this.notice = { state: event.state, message: String(event.message ?? '') };

@@ -1,44 +1,21 @@
 // A record's phases as the timeline reads them: what kind of step each is, how they nest, where time went.
-import type { HandshakeRecord, PhaseRecord } from '../correlate/record.js';
+import type { HandshakeRecord, PhaseKind, PhaseRecord } from '../correlate/record.js';
 import { earliest, epochNanos, latest } from '../time.js';
 
-/** The colour families of the waterfall and its legend (DESIGN.md's phase names, grouped by who acts). */
-export type PhaseKind = 'cri' | 'netns' | 'cni' | 'ipam' | 'rtnetlink' | 'sandbox' | 'other';
-
-export const phaseKinds: { kind: PhaseKind; label: string }[] = [
-  { kind: 'cri', label: 'CRI' },
-  { kind: 'netns', label: 'netns' },
-  { kind: 'cni', label: 'CNI plugin' },
-  { kind: 'ipam', label: 'IPAM' },
-  { kind: 'rtnetlink', label: 'rtnetlink' },
-  { kind: 'sandbox', label: 'sandbox' },
-];
-
-/** The steps the correlator names after what an rtnetlink request did (src/correlate/netlink-phase.ts). */
-const rtnetlinkSteps = new Set([
-  'veth create',
-  'bridge attach',
-  'addr add',
-  'route add',
-  'link up',
-  'veth move',
-  'link rename',
-  'veth delete',
-]);
-
-export function phaseKind(name: string): PhaseKind {
-  if (name.startsWith('cri ') || name === 'containers start') return 'cri';
-  if (name.startsWith('netns ')) return 'netns';
-  if (name.startsWith('cni ')) return 'cni';
-  if (name.startsWith('ipam ')) return 'ipam';
-  if (name.startsWith('rtnetlink ') || rtnetlinkSteps.has(name)) return 'rtnetlink';
-  if (name.startsWith('sandbox ')) return 'sandbox';
-  return 'other';
-}
+/** The legend's name for each kind of phase (the waterfall colours them by kind). */
+export const kindLabel: Record<PhaseKind, string> = {
+  cri: 'CRI',
+  netns: 'netns',
+  cni: 'CNI plugin',
+  ipam: 'IPAM',
+  rtnetlink: 'rtnetlink',
+  sandbox: 'sandbox',
+};
 
 /** A plugin asking the kernel about a link or address (RTM_GETLINK, RTM_GETADDR…): true, but rarely the story. */
 export function isLookup(phase: PhaseRecord): boolean {
-  return /^rtnetlink RTM_GET/.test(phase.name);
+  const type = phase.attributes['podwire.netlink.type'];
+  return phase.kind === 'rtnetlink' && typeof type === 'string' && type.startsWith('RTM_GET');
 }
 
 /** Epoch nanoseconds of a record time, or null when it is not the RFC 3339 podwire writes. */

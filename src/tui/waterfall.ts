@@ -1,9 +1,15 @@
 // One record as a waterfall: a row per phase, indented as nested, a bar on the record's own time scale.
-import type { HandshakeRecord, PhaseRecord } from '../correlate/record.js';
+import {
+  type HandshakeRecord,
+  type PhaseKind,
+  type PhaseRecord,
+  phaseKinds,
+} from '../correlate/record.js';
 import { earliest, latest } from '../time.js';
 import { type Glyphs, msText, type Run, unicodeGlyphs, wrap } from './columns.js';
-import { isLookup, type PhaseKind, phaseKind, phaseKinds, phaseTree, timeNs } from './phases.js';
+import { isLookup, kindLabel, phaseTree, timeNs } from './phases.js';
 
+/** Each kind's colour: bars and legend swatches, so that who acted reads at a glance. */
 export const kindStyle: Record<PhaseKind, string> = {
   cri: 'blue-fg',
   netns: 'cyan-fg',
@@ -11,7 +17,6 @@ export const kindStyle: Record<PhaseKind, string> = {
   ipam: 'yellow-fg',
   rtnetlink: 'green-fg',
   sandbox: 'white-fg',
-  other: 'gray-fg',
 };
 
 export interface WaterfallRow {
@@ -89,7 +94,7 @@ export function waterfallRows(
     rows.push({
       phase,
       depth,
-      kind: phaseKind(phase.name),
+      kind: phase.kind,
       label: `${'  '.repeat(depth)}${phase.name}`,
       offset,
       length,
@@ -118,9 +123,9 @@ export interface WaterfallLine {
 }
 
 export function legendLine(glyphs: Glyphs = unicodeGlyphs): Run[] {
-  return phaseKinds.flatMap(({ kind, label }) => [
+  return phaseKinds.flatMap((kind) => [
     { text: glyphs.swatch, style: kindStyle[kind] },
-    { text: ` ${label}  ` },
+    { text: ` ${kindLabel[kind]}  ` },
   ]);
 }
 

@@ -1,6 +1,6 @@
-// Checks, against objdump's disassembly of the real binary, that an entry probe podwire chose sits on a Go function's
-// first instruction or on the conditional jump of its stack check, with nothing before that jump changing what an
-// entry probe reads (argument registers, the stack pointer, R14).
+// Checks an entry probe podwire chose against objdump's disassembly of the real binary.
+// It must sit on a Go function's first instruction or on the conditional jump of its stack check, with nothing before
+// that jump changing what an entry probe reads (argument registers, the stack pointer, R14).
 import { expect } from 'vitest';
 import { type ElfImage, vaddrToFileOffset } from '../../src/binaries/elf.js';
 import { disassemble, type GoFunction } from '../../src/binaries/gosym.js';

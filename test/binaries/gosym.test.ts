@@ -4,10 +4,7 @@
 // toolchain on these machines, so those paths are not exercised here (and not faked): the tables below are the
 // ones real Debian builds carry. The build info parser gets a synthetic ELF, since its format is a documented blob.
 //
-// containerd 2.x comes from Debian sid, unpacked next to the repo (PLATFORM.md, "Other versions on the same machine"):
-//   A=.cache/apt-sid; apt-get -o Dir::Etc::SourceList=$A/etc/sources.list -o Dir::State::Lists=$A/lists \
-//     -o Dir::State::Status=$A/status -o Dir::Cache=$A/cache update && apt-get <same options> download containerd
-//   dpkg -x containerd_2.*.deb .cache/containerd-sid
+// containerd 2.x comes from Debian sid, unpacked into .cache/containerd-sid by scripts/fetch-containerd-sid.sh.
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -125,7 +122,7 @@ describe.skipIf(!existsSync(DEBIAN_CONTAINERD))(
         expect(fn?.entry).toBe(symbol?.value);
         expect(fn && symbol && fn.end >= fn.entry + symbol.size).toBe(true);
       }
-      // PLATFORM.md saw a uprobe fire at this address.
+      // RunPodSandbox's entry in Debian's 1.6 build, where a uprobe on the function attaches.
       expect(functionByName(functions, `${CRI_SERVER_16}.RunPodSandbox`)?.entry).toBe(0x1d992c0);
       // The vendored cri-api is there too: the symbol names carry its vendor path.
       expect(
@@ -294,7 +291,7 @@ describe('files that are not Go binaries', () => {
 
   it.skipIf(!existsSync(DEBIAN_CONTAINERD))(
     `never throws on a truncated or corrupted containerd${existsSync(DEBIAN_CONTAINERD) ? '' : ' (skipped: needs /usr/bin/containerd)'}`,
-    // 20 corrupted copies of a ~50 MB binary, each parsed: ~4 s alone, past the 5 s default beside other files.
+    // 20 corrupted copies of a big binary, each parsed: past vitest's default timeout beside other test files.
     { timeout: 60_000 },
     () => {
       const data = readFileSync(DEBIAN_CONTAINERD);

@@ -1,5 +1,5 @@
-// Where podwire puts its uprobes in the CNI plugins: found in Debian's real plugin binaries (containernetworking-
-// plugins, installed by scripts/setup.sh), checked against the bytes there; and the program made from them.
+// Where podwire puts its uprobes in the CNI plugins, checked against the bytes of Debian's real plugin binaries.
+// They come from containernetworking-plugins (scripts/setup.sh installs it); the program made from them is checked too.
 import { execFileSync } from 'node:child_process';
 import {
   chmodSync,
@@ -121,7 +121,7 @@ describe.skipIf(!havePlugins)(
       expect(points).toContain('tracepoint:syscalls:sys_enter_sendto');
       expect(points.filter((p) => p.startsWith('uprobe:'))).toEqual([]);
 
-      // A plugin replaced on disk changes the fingerprint the tracer compares every 10 s.
+      // A plugin replaced on disk changes the fingerprint the tracer compares to see plugins come and go.
       const before = pluginFingerprint([dir]);
       rmSync(join(dir, 'shell-plugin'));
       expect(pluginFingerprint([dir])).not.toBe(before);
@@ -145,7 +145,10 @@ const noNamed = !existsSync(namedContainerd)
     ? 'needs root: it runs bpftrace'
     : '';
 
-/** bpftrace compiling and attaching the plugin probes of `plugins` (and exiting at once): its stderr, or '' when it attached. */
+/**
+ * bpftrace compiling and attaching the plugin probes of `plugins` (and exiting at once): its stderr, or '' when it
+ * attached.
+ */
 function attachError(plugins: PluginInspection[]): string {
   const program = [
     withWords(readFileSync(join(probesDir(), 'cni.bt'), 'utf8')).replace(

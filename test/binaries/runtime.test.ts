@@ -1,5 +1,5 @@
-// What podwire learns about a containerd binary before probing it: where its CRI calls start and return,
-// and where their request and reply fields sit — checked against the binary's own code.
+// What podwire learns about a containerd binary before probing it, checked against the binary's own code.
+// Where its CRI calls start and return, and where their request and reply fields sit.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -91,8 +91,8 @@ describe.skipIf(!existsSync(DEBIAN_CONTAINERD) || !hasObjdump)(
       expect(run?.symbol).toBe(
         'github.com/containerd/containerd/pkg/cri/server.(*criService).RunPodSandbox',
       );
-      // The function starts where PLATFORM.md saw the uprobe fire (0x1d992c0): mov r12,rsp; sub r12,0x1928 (10 bytes),
-      // then the probe, on the jb of that stack check.
+      // The function starts at 0x1d992c0 (see gosym.test.ts): mov r12,rsp; sub r12,0x1928 (10 bytes), then the
+      // probe, on the jb of that stack check.
       expect(run?.entryAddress).toBe(0x1d992ca);
       expect(run?.entryOffset).toBe(0x19992ca);
     });
@@ -100,7 +100,7 @@ describe.skipIf(!existsSync(DEBIAN_CONTAINERD) || !hasObjdump)(
 );
 
 describe.skipIf(!existsSync(SID_CONTAINERD) || !hasObjdump)(
-  `containerd 2.x from Debian sid${existsSync(SID_CONTAINERD) && hasObjdump ? '' : ` (skipped: needs ${SID_CONTAINERD} and objdump: see test/probes/gosym.test.ts)`}`,
+  `containerd 2.x from Debian sid${existsSync(SID_CONTAINERD) && hasObjdump ? '' : ` (skipped: needs ${SID_CONTAINERD} and objdump: see test/binaries/gosym.test.ts)`}`,
   () => {
     let inspection: RuntimeInspection;
     beforeAll(async () => {

@@ -1,5 +1,6 @@
-// `podwire trace --record` where the recording cannot be written: refused in one line before anything is attached,
-// and a disk that fills while tracing (/dev/full: every write is ENOSPC) ends the recording, not the tracing.
+// `podwire trace --record` where the recording cannot be written: refused at start, or the recording alone ends.
+// A path that cannot be written is refused in one line before anything is attached, and a disk that fills while
+// tracing (/dev/full: every write is ENOSPC) ends the recording, not the tracing.
 // Runs the built CLI (npm run build first), as root with bpftrace.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';

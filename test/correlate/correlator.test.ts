@@ -1,6 +1,6 @@
 // The correlator on real lab recordings: what a user checks in each handshake and teardown record.
 import { describe, expect, it } from 'vitest';
-import type { HandshakeRecord, PhaseRecord } from '../../src/correlate/record.js';
+import { type HandshakeRecord, type PhaseRecord, phaseKinds } from '../../src/correlate/record.js';
 import {
   bridgeHandshakeSteps,
   printfData,
@@ -151,6 +151,38 @@ describe.each([
       );
       expectNestedInTime(record);
     }
+  });
+
+  it('says who acted in every phase, right after its name, so that no reader parses names', () => {
+    const kinds = (record: HandshakeRecord) =>
+      Object.fromEntries(record.phases.map((p) => [p.name, p.kind]));
+    for (const record of records)
+      for (const p of record.phases) {
+        expect(phaseKinds, p.name).toContain(p.kind);
+        const fields = Object.keys(p);
+        expect(fields.indexOf('kind'), p.name).toBe(fields.indexOf('name') + 1);
+      }
+    for (const record of handshakes(records))
+      expect(kinds(record)).toMatchObject({
+        'cri RunPodSandbox': 'cri',
+        'netns create': 'netns',
+        'cni ADD loopback': 'cni',
+        'cni ADD bridge': 'cni',
+        'ipam host-local': 'ipam',
+        'veth create': 'rtnetlink',
+        'bridge attach': 'rtnetlink',
+        'addr add': 'rtnetlink',
+        'route add': 'rtnetlink',
+        'sandbox start': 'sandbox',
+      });
+    for (const record of teardowns(records))
+      expect(kinds(record)).toMatchObject({
+        'cri StopPodSandbox': 'cri',
+        'cri RemovePodSandbox': 'cri',
+        'cni DEL bridge': 'cni',
+        'veth delete': 'rtnetlink',
+        'netns delete': 'netns',
+      });
   });
 
   it('is deterministic: the same recording gives the same records', () => {

@@ -1,5 +1,5 @@
-// `podwire doctor` on this machine, checked the way a user would: against tracefs, `bpftrace --version` and the
-// containerd binary on disk. Runs the built CLI (npm run build first).
+// `podwire doctor` on this machine, checked the way a user would.
+// Against tracefs, `bpftrace --version` and the containerd binary on disk. Runs the built CLI (npm run build first).
 
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -22,22 +22,8 @@ const bpftraceVersion = installed('bpftrace', '--version');
 const hasObjdump = installed('objdump', '--version') !== null;
 const hasSetpriv = installed('setpriv', '--version') !== null;
 
-/**
- * The built CLI; until src/cli.ts registers doctor, the same command registered the same way on a fresh Command,
- * in a child process of its own so that its exit code is its own.
- */
-function doctorArgs(args: string[]): string[] {
-  const cli = 'dist/src/cli.js';
-  if (readFileSync(cli, 'utf8').includes('registerDoctor')) return [cli, 'doctor', ...args];
-  const shim = [
-    "import { Command } from 'commander';",
-    "import { registerDoctor } from '../cli/dist/src/cli/doctor.js';",
-    "const program = new Command('podwire');",
-    'registerDoctor(program);',
-    "await program.parseAsync(process.argv.slice(1), { from: 'user' });",
-  ].join('\n');
-  return ['--input-type=module', '-e', shim, 'doctor', ...args];
-}
+/** `podwire doctor ARGS` as a user runs it: the built CLI. */
+const doctorArgs = (args: string[]): string[] => ['dist/src/cli.js', 'doctor', ...args];
 
 interface Run {
   code: number;
@@ -70,8 +56,8 @@ let report: DoctorReport;
 let text: Run;
 
 beforeAll(async () => {
-  if (!existsSync('dist/src/cli/doctor.js'))
-    throw new Error('dist/src/cli/doctor.js is missing: run npm run build first');
+  if (!existsSync('dist/src/doctor/doctor.js'))
+    throw new Error('dist/src/doctor/doctor.js is missing: run npm run build first');
   const runtime = existsSync(DEBIAN_CONTAINERD) ? ['--runtime-binary', DEBIAN_CONTAINERD] : [];
   [json, text] = await Promise.all([doctor(['--json', ...runtime]), doctor(runtime)]);
   report = parseReport(json);

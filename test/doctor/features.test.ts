@@ -1,5 +1,5 @@
-// How podwire doctor reads bpftrace, its own probe files and the node's facts, and what it concludes from them:
-// the parsing and deciding, with no kernel or bpftrace involved.
+// How podwire doctor reads and decides, with no kernel or bpftrace involved.
+// What it reads of bpftrace, its own probe files and the node's facts, and what it concludes from them.
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,4 +1,4 @@
-// The pause image in a real containerd 1.6, as `podwire lab up` uses it: imported under its own name, unpacked, and run as PID 1.
+// The pause image in a real containerd 1.6, as `lab up` uses it: imported under its own name, unpacked, run as PID 1.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import {
   existsSync,

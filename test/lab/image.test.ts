@@ -1,4 +1,4 @@
-// The pause image as containerd will see it: a valid tar, an OCI layout whose descriptors match their blobs, and a static /pause that behaves.
+// The pause image as containerd sees it: a valid tar, an OCI layout true to its blobs, a static /pause that behaves.
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // The probe runner's handling of a bpftrace that does not end on SIGINT. bpftrace 0.17 misses a SIGINT that comes
-// while it prints (seen in a CI run: a reload after a plugin was installed waited forever); the real one does so
-// rarely and at random, so a stand-in that ignores SIGINT plays it here.
+// while it prints, and a reload would wait for it forever; the real one does so rarely and at random, so a
+// stand-in that ignores SIGINT plays it here.
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

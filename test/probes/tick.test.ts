@@ -51,16 +51,17 @@ describe.skipIf(why !== '')(
       return startedProgram(name, `${fragment}\n${extra}\n${beginProbe}\n`, stops);
     }
 
-    it("tick.bt: a getpriority for the daemon's own pid is answered within a few batches, up to a time after the call", {
+    it("tick.bt: the runner's tick (a getpriority for the daemon's own pid) is answered within a few batches, up to a time after the call", {
       timeout: 60_000,
     }, async () => {
-      const { lines } = await tickProgram('tick-test');
+      const { lines, runner } = await tickProgram('tick-test');
+      expect(runner.tickMode).toBe('batches');
       // Someone else's priority (pid 1) asks for nothing.
       getPriority(1);
       await new Promise((resolve) => setTimeout(resolve, 400));
       expect(tickTimes(lines)).toEqual([]);
       const asked = process.hrtime.bigint();
-      getPriority(process.pid);
+      runner.tick();
       await until('a tick at or after the request', () =>
         tickTimes(lines).some((ns) => ns >= asked),
       );
@@ -137,12 +138,11 @@ describe.skipIf(why !== '')(
         },
         96,
       );
-      expect(runner.attach()).toBeNull();
+      expect(runner.start()).toBeNull();
       stops.push(() => runner.stop());
       const instance = join(tracefs, 'instances', `podwire_${process.pid}_96`);
       // A buffer of one page per CPU, so that what is written while the reader is stopped overflows it.
       writeFileSync(join(instance, 'buffer_size_kb'), '4');
-      runner.read();
       await until('the reader', () => attached && runner.readerPid !== undefined);
       const marker = join(instance, 'trace_marker');
       appendFileSync(marker, 'not a uprobe event\n');
@@ -169,25 +169,25 @@ describe.skipIf(why !== '')(
       if ('error' in inspection) throw new Error(inspection.error);
       const lines: string[] = [];
       const deaths: string[] = [];
-      let ticks: boolean | null = null;
       let attachments = 0;
       const runner = new UprobeEventsRunner(
         'cri:tick-test',
         inspection,
         {
           line: (raw) => lines.push(raw),
-          attached: (_probes, answers) => {
-            ticks = answers;
+          attached: () => {
             attachments++;
           },
           died: (message) => deaths.push(message),
         },
         97,
       );
-      expect(runner.attach()).toBeNull();
+      expect(runner.start()).toBeNull();
       stops.push(() => runner.stop());
-      runner.read();
-      expect(ticks).toBe(true);
+      // Said after start() returned, never from inside it: the caller may not be ready for it before.
+      expect(attachments).toBe(0);
+      await until('attached', () => attachments === 1);
+      expect(runner.tickMode).toBe(true);
       // The reader (cat) may need a moment to open trace_pipe; a tick written before is still in the buffer.
       const before = process.hrtime.bigint();
       runner.tick();

@@ -1,11 +1,17 @@
 // The waterfall of real records: nesting, kinds, bars on the record's time scale, the failure where it happened.
 import { describe, expect, it } from 'vitest';
-import type { HandshakeRecord } from '../../src/correlate/record.js';
+import { type HandshakeRecord, type PhaseRecord, phaseKinds } from '../../src/correlate/record.js';
 import { runsWidth } from '../../src/tui/columns.js';
 import { phaseDetails, recordDetails } from '../../src/tui/details.js';
 import { podName } from '../../src/tui/model.js';
-import { phaseKind } from '../../src/tui/phases.js';
-import { waterfallColumns, waterfallLines, waterfallRows } from '../../src/tui/waterfall.js';
+import { kindLabel } from '../../src/tui/phases.js';
+import {
+  kindStyle,
+  legendLine,
+  waterfallColumns,
+  waterfallLines,
+  waterfallRows,
+} from '../../src/tui/waterfall.js';
 import { readRecording, replay } from '../correlate/recordings.js';
 
 const ipam = readRecording('ipam-exhausted.ndjson');
@@ -50,9 +56,12 @@ describe('the waterfall of the pod whose IPAM ran out of addresses', () => {
     for (const name of ['veth create', 'bridge attach', 'link up', 'veth delete'])
       expect(row(name)?.kind, name).toBe('rtnetlink');
     expect(row('rtnetlink RTM_GETLINK')?.kind).toBe('rtnetlink');
-    expect(phaseKind('sandbox start')).toBe('sandbox');
-    expect(phaseKind('route add')).toBe('rtnetlink');
-    expect(phaseKind('cri StopPodSandbox')).toBe('cri');
+    const teardown = ipamRecords.find((r) => r.kind === 'teardown') as HandshakeRecord;
+    const teardownRows = waterfallRows(teardown, { barWidth: 50 }).rows;
+    expect(teardownRows.find((r) => r.phase.name === 'cri StopPodSandbox')?.kind).toBe('cri');
+    expect(waterfallRows(firstPod, { barWidth: 50 }).rows.map((r) => r.kind)).toEqual(
+      expect.arrayContaining(['sandbox', 'rtnetlink']),
+    );
   });
 
   it('draws bars inside the width, the CRI call across all of it, later phases further right', () => {
@@ -170,6 +179,52 @@ describe('odd records', () => {
     for (const r of rows) expect(r.offset + r.length).toBeLessThanOrEqual(30);
     const empty = waterfallLines({ ...firstPod, phases: [], deviations: [] }, 60);
     expect(empty.map((line) => text(line.runs))).toContain('no phases in this record');
+  });
+});
+
+describe('phases the timeline has not seen before', () => {
+  const phaseNamed = (name: string) => firstPod.phases.find((p) => p.name === name) as PhaseRecord;
+  // Named unlike any phase today: a step DESIGN.md plans (containers start), a namespace step, lookups.
+  const record: HandshakeRecord = {
+    ...firstPod,
+    phases: firstPod.phases.map((phase) => {
+      if (phase === phaseNamed('sandbox start'))
+        return { ...phase, name: 'containers start', kind: 'cri' };
+      if (phase === phaseNamed('netns create')) return { ...phase, name: 'pod namespace pinned' };
+      if (phase.attributes['podwire.netlink.type'] === 'RTM_GETLINK')
+        return { ...phase, name: 'link lookup' };
+      return phase;
+    }),
+  };
+
+  it('are coloured by the kind their record gives, whatever their name', () => {
+    const lines = waterfallLines(record, 100);
+    const barStyle = (name: string) => {
+      const line = lines.find((l) => text(l.runs).trimStart().startsWith(`${name} `));
+      return line?.runs.find((run) => /^[█░]+$/.test(run.text))?.style;
+    };
+    expect(barStyle('containers start')).toBe(kindStyle.cri);
+    expect(barStyle('pod namespace pinned')).toBe(kindStyle.netns);
+    const containers = record.phases.find((p) => p.name === 'containers start') as PhaseRecord;
+    const title = phaseDetails(record, containers, 90)[0] ?? [];
+    expect(text(title)).toBe('containers start  CRI');
+    expect(title[1]?.style).toBe(kindStyle.cri);
+  });
+
+  it('all have a place in the legend: every kind a record can carry, each in its own colour', () => {
+    const legend = legendLine();
+    const swatches = legend.filter((run) => run.style !== undefined).map((run) => run.style);
+    expect(swatches).toEqual(phaseKinds.map((kind) => kindStyle[kind]));
+    expect(new Set(swatches).size).toBe(phaseKinds.length);
+    for (const kind of phaseKinds) expect(text(legend)).toContain(` ${kindLabel[kind]} `);
+  });
+
+  it('are hidden as lookups by their netlink request type, not by their name', () => {
+    const lookups = record.phases.filter((p) => p.name === 'link lookup').length;
+    expect(lookups).toBeGreaterThan(0);
+    const collapsed = waterfallRows(record, { barWidth: 40, hideLookups: true });
+    expect(collapsed.rows.map((r) => r.phase.name)).not.toContain('link lookup');
+    expect(collapsed.hiddenLookups).toBeGreaterThanOrEqual(lookups);
   });
 });
 
