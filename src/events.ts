@@ -10,7 +10,6 @@ interface Base {
 export type ProbeEvent =
   | (Base & { kind: 'cni_exec'; ppid: number; netnsInum: number; path: string })
   | (Base & { kind: 'cni_env'; name: string; value: string })
-  | (Base & { kind: 'cni_exit'; code: number })
   | (Base & { kind: 'cni_gone'; status: number })
   | (Base & { kind: 'cni_out'; length: number; bytes: Uint8Array })
   | (Base & { kind: 'ns_unshare'; ret: number; flags: number; netnsInum: number })

@@ -170,11 +170,6 @@ export class Correlator {
       case 'cni_out':
         this.plugins.get(event.pid)?.stdout.push(event.bytes);
         return;
-      case 'cni_exit': {
-        const plugin = this.plugins.get(event.pid);
-        if (plugin) plugin.exitCode = event.code;
-        return;
-      }
       case 'cni_gone':
         this.pluginGone(event.pid, event.ns, event.status);
         return;
@@ -440,10 +435,8 @@ export class Correlator {
     this.plugins.delete(pid);
     plugin.endNs = ns;
     plugin.status = status;
-    // The wait status has the exit code (bits 8-15) unless a signal ended it (low 7 bits); a recording with
-    // cni_exit lines has said the code already.
-    if (plugin.exitCode === null && pluginSignal(plugin) === 0)
-      plugin.exitCode = (status >> 8) & 0xff;
+    // The wait status has the exit code (bits 8-15) unless a signal ended it (low 7 bits).
+    if (pluginSignal(plugin) === 0) plugin.exitCode = (status >> 8) & 0xff;
     for (const key of [...this.pendingRequests.keys()])
       if (key.startsWith(`${pid}:`)) this.pendingRequests.delete(key);
     if (plugin.parent) return; // Delegated IPAM travels with the plugin that ran it.
