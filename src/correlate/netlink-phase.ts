@@ -1,4 +1,4 @@
-// Names an rtnetlink request as a handshake step (DESIGN.md's vocabulary) and lists what a user reads of it.
+// Names an rtnetlink request as a handshake step (the phase names of docs/records.md) and lists what a user reads of it.
 import type { NetlinkMessage } from '../decode/rtnetlink.js';
 
 const NLM_F_CREATE = 0x400;

@@ -37,9 +37,9 @@ export const tickTag = 'tick';
 
 /**
  * How a source's ticks bound what is still unread. `true`: its lines come in time order (the CRI reader's
- * trace_pipe, and the kernel program as podwire recorded it before 'batches'), so its events say how far it has been
- * read as its ticks do. `'batches'`: only its ticks do (probes/tick.bt): bpftrace prints one CPU's buffer after
- * another, and after a starvation a newer line can come before an older one by any amount.
+ * trace_pipe; the kernel program in some version-1 recordings), so its events say how far it has been read as its
+ * ticks do. `'batches'`: only its ticks do (probes/tick.bt): bpftrace prints one CPU's buffer after another, and
+ * after a starvation a newer line can come before an older one by any amount. `false`: it cannot tick.
  */
 export type TickMode = boolean | 'batches';
 
@@ -51,10 +51,9 @@ export class Pipeline {
   private newestNs = 0n;
   /**
    * The sources that answer ticks, each with how far it has been read (its ticks; its events too, unless its
-   * TickMode is 'batches'). An event waits
-   * until every one of them has been read a window past it: a program that falls behind (bpftrace starved of CPU
-   * on a busy node) holds back the others' events instead of having its own judged too late. Sources that never
-   * ticked (older recordings) are bounded by the newest event of any source, as before.
+   * TickMode is 'batches'). An event waits until every one of them has been read a window past it: a program that
+   * falls behind (bpftrace starved of CPU on a busy node) holds back the others' events instead of having its own
+   * judged too late. Sources that never tick are bounded by the newest event of any source.
    */
   private marks = new Map<string, bigint>();
   /** The sources whose events do not move their mark (TickMode 'batches'). */

@@ -1,4 +1,4 @@
-// The records podwire emits (the NDJSON contract of DESIGN.md): one per pod handshake or teardown.
+// The records podwire emits (the NDJSON contract of docs/records.md): one per pod handshake or teardown.
 
 /**
  * Who acted in a phase, set by the correlator where it makes the phase so that no reader parses names: `cri` a

@@ -157,8 +157,7 @@ const maxEntryLines = 16;
 /**
  * Gives whole trace entries: an entry that is not whole (entryCut) is held, and each line that follows without
  * beginning an entry is added to it with its newline, until it is whole. The next entry (or flush) gives a held one
- * as far as it came. Before, the rest was passed over or reported as an unreadable line, and with it the pod's uid
- * and namespace that followed the cut string (2 of 10 pods once on the lab, with a line of just the closing quote).
+ * as far as it came: the pod's uid and namespace often follow the cut string, and must not be lost with it.
  */
 export class EntryJoiner {
   private held: string | null = null;

@@ -1,5 +1,5 @@
 // One handshake or teardown record as the spans of one trace: the shape both the OTLP export and the Jaeger file
-// write (DESIGN.md "OpenTelemetry"). Pure: ids come from the record itself, so a replay gives the same trace.
+// write (docs/records.md, "OpenTelemetry"). Pure: ids come from the record itself, so a replay gives the same trace.
 import { createHash } from 'node:crypto';
 import type { HandshakeRecord } from '../correlate/record.js';
 import { epochNanos } from '../time.js';

@@ -111,8 +111,8 @@ export function kernelProgram(options: KernelProgramOptions): string {
 
 /**
  * A buffer printed as little-endian 64-bit words in hex, space-separated (`{{WORDS_FORMAT n}}` in the printf,
- * `{{WORDS n address}}` as its arguments): bpftrace 0.17 formats an integer in ~1 us where %r or %rx of a
- * buf() costs it 30-60 us a line (its escaping), and the probes print some 90 buffers a pod.
+ * `{{WORDS n address}}` as its arguments): bpftrace 0.17 formats integers far faster than it escapes a buf() with
+ * %r or %rx, and the probes print dozens of buffers a pod (bench/README.md).
  */
 export function withWords(fragment: string): string {
   return fragment

@@ -1,5 +1,5 @@
 // The Jaeger trace file (--jaeger-json): what Jaeger's UI opens with no backend, to attach to a bug report.
-// The format's traps are in DESIGN.md: numbers in microseconds, references (not parentSpanID), no tag without key.
+// The format's traps (docs/records.md): numbers in microseconds, references (not parentSpanID), no tag without key.
 
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { hostname } from 'node:os';

@@ -1,4 +1,4 @@
-// The NDJSON sink: one JSON object a line, the contract users' scripts read (DESIGN.md "Output contract").
+// The NDJSON sink: one JSON object a line, the contract users' scripts read (docs/records.md).
 import type { Writable } from 'node:stream';
 import type { HandshakeRecord } from '../correlate/record.js';
 import type { StatusEvent } from '../events.js';

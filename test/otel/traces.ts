@@ -5,7 +5,7 @@ import type { HandshakeRecord } from '../../src/correlate/record.js';
 import { epochNanos } from '../../src/time.js';
 import type { ReceivedSpan } from './otlp-receiver.js';
 
-/** The Jaeger file's shapes, as the tests read them back (DESIGN.md: what Jaeger's UI needs). */
+/** The Jaeger file's shapes, as the tests read them back (docs/records.md: what Jaeger's UI needs). */
 export interface JaegerTag {
   key: string;
   type: string;

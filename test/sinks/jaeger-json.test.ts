@@ -1,4 +1,4 @@
-// The Jaeger trace file from real recordings: what Jaeger's UI needs to open it (DESIGN.md), and what a user
+// The Jaeger trace file from real recordings: what Jaeger's UI needs to open it (docs/records.md), and what a user
 // checks in it — one trace per record, the tree, the times, the pod's attributes, the failure.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

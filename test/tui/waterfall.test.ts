@@ -184,7 +184,7 @@ describe('odd records', () => {
 
 describe('phases the timeline has not seen before', () => {
   const phaseNamed = (name: string) => firstPod.phases.find((p) => p.name === name) as PhaseRecord;
-  // Named unlike any phase today: a step DESIGN.md plans (containers start), a namespace step, lookups.
+  // Named unlike any phase today: a planned step (containers start), a namespace step, lookups.
   const record: HandshakeRecord = {
     ...firstPod,
     phases: firstPod.phases.map((phase) => {
