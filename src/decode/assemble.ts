@@ -136,6 +136,22 @@ function criEnter(pending: PendingCri): ProbeEvent {
   };
 }
 
+/** A netlink request or answer: the two lines have the same fields. */
+function netlinkEvent(kind: 'nl_send' | 'nl_recv'): Builder<'nl_send_w' | 'nl_recv_w'> {
+  return (l, v, out) => {
+    out.events.push({
+      ns: l.ns,
+      pid: l.pid,
+      tid: l.tid,
+      kind,
+      fd: v.fd,
+      length: v.length,
+      netnsInum: v.netnsInum,
+      bytes: v.bytes,
+    });
+  };
+}
+
 /**
  * Stateful but clock-free: a chunked event is emitted when its last chunk arrives. A chunk that arrives without
  * its predecessors (events lost) is reported as a problem; a partial event is emitted truncated when a new
@@ -245,30 +261,8 @@ export class Assembler {
     nl_socket: (l, v, out) => {
       out.events.push({ ns: l.ns, pid: l.pid, tid: l.tid, kind: 'nl_socket', fd: v.fd });
     },
-    nl_send_w: (l, v, out) => {
-      out.events.push({
-        ns: l.ns,
-        pid: l.pid,
-        tid: l.tid,
-        kind: 'nl_send',
-        fd: v.fd,
-        length: v.length,
-        netnsInum: v.netnsInum,
-        bytes: v.bytes,
-      });
-    },
-    nl_recv_w: (l, v, out) => {
-      out.events.push({
-        ns: l.ns,
-        pid: l.pid,
-        tid: l.tid,
-        kind: 'nl_recv',
-        fd: v.fd,
-        length: v.length,
-        netnsInum: v.netnsInum,
-        bytes: v.bytes,
-      });
-    },
+    nl_send_w: netlinkEvent('nl_send'),
+    nl_recv_w: netlinkEvent('nl_recv'),
     nl_extack: (l, v, out) => {
       out.events.push({ ns: l.ns, pid: l.pid, tid: l.tid, kind: 'nl_extack', message: v.message });
     },
