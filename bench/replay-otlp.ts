@@ -15,7 +15,8 @@ const pairs = Number(process.env.PAIRS ?? 3);
 const protocol = process.env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf';
 const target = 0.8;
 const root = projectRoot();
-const fixtureName = 'ten-pods-plugin-uprobes.ndjson';
+/** The real recording replay-throughput repeats 1,000 times (today's format by default); FIXTURE names another. */
+const fixtureName = process.env.FIXTURE ?? 'ten-pods-envs.ndjson';
 const recording = join(
   root,
   `.cache/bench/replay-${fixtureName.replace(/\.ndjson$/, '')}-1000x-overlap0.1.ndjson`,
