@@ -242,7 +242,7 @@ export function parseBpftraceLine(raw: string): BpftraceOutput {
 }
 
 /** Value of one hex digit's char code, or -1: a table, since this runs for every byte podwire reads. */
-const hexValue = new Int8Array(128).fill(-1);
+export const hexValue = new Int8Array(128).fill(-1);
 for (let digit = 0; digit < 16; digit++) {
   hexValue[digit.toString(16).charCodeAt(0)] = digit;
   hexValue[digit.toString(16).toUpperCase().charCodeAt(0)] = digit;

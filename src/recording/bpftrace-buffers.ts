@@ -1,11 +1,5 @@
 // Reads the buffers of version-1 recordings, which bpftrace printed with %r or %rx: only the upgrade needs it.
-
-/** Value of one hex digit's char code, or -1. */
-const hexValue = new Int8Array(128).fill(-1);
-for (let digit = 0; digit < 16; digit++) {
-  hexValue[digit.toString(16).charCodeAt(0)] = digit;
-  hexValue[digit.toString(16).toUpperCase().charCodeAt(0)] = digit;
-}
+import { hexValue } from '../decode/lines.js';
 
 /** The byte of the escape `\xHH` at `at`, or -1 when there is none there. */
 function escapeAt(text: string, at: number): number {
