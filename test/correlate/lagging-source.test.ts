@@ -1,8 +1,10 @@
 // A bpftrace that falls behind the CRI reader (starved of CPU on a busy node): its lines reach the daemon late,
 // after the RunPodSandbox return that ends the handshake. The real recording is replayed with the kernel
 // program's lines delivered later than they were, each source's lines kept in their own order.
+
 import { describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
+import { probeLine } from '../../src/decode/probe-lines.js';
 import { pipelineFor, replayLine } from '../../src/recording/replay.js';
 import {
   bridgeHandshakeSteps,
@@ -211,7 +213,10 @@ describe('a probe program that goes silent without dying (real recording, its li
 
 const tickLine = (ns: bigint): RecordingLine => ({
   src: 'kernel',
-  raw: JSON.stringify({ type: 'printf', data: `tick\t${ns}\t0\t0\n` }),
+  raw: JSON.stringify({
+    type: 'printf',
+    data: `${probeLine('tick', { ns, pid: 0, tid: 0 }, {})}\n`,
+  }),
 });
 
 /**

@@ -7,6 +7,7 @@ import { inspectContainerd } from '../../src/binaries/runtime.js';
 import type { TickMode } from '../../src/correlate/pipeline.js';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
 import { parseBpftraceLine } from '../../src/decode/lines.js';
+import { probeLine } from '../../src/decode/probe-lines.js';
 import { beginProbe, probesDir } from '../../src/probes/program.js';
 import { ProbeRunner } from '../../src/probes/runner.js';
 import type { ProbeSource, ProbeSourceEvents } from '../../src/probes/source.js';
@@ -17,7 +18,8 @@ import { printfData, readRecording, replay } from '../correlate/recordings.js';
 import { isRoot } from '../lab/node.js';
 import { until } from './running.js';
 
-const tickLine = (ns: bigint) => JSON.stringify({ type: 'printf', data: `tick\t${ns}\t1\t1\n` });
+const tickLine = (ns: bigint) =>
+  JSON.stringify({ type: 'printf', data: `${probeLine('tick', { ns, pid: 1, tid: 1 }, {})}\n` });
 
 /**
  * A hand-written source, the few lines the interface asks for: attached soon after start(), it plays the lines it

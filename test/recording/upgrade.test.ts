@@ -9,6 +9,7 @@ import type { ProbeEvent } from '../../src/events.js';
 import { bytesFromBpftraceBuf } from '../../src/recording/bpftrace-buffers.js';
 import type { RecordedLine, RecordingHeader } from '../../src/recording/format.js';
 import { upgrader } from '../../src/recording/upgrade.js';
+import { printfData } from '../correlate/recordings.js';
 import { prng } from '../prng.js';
 
 const dir = fileURLToPath(new URL('../fixtures/recordings/', import.meta.url));
@@ -23,12 +24,7 @@ function written(name: string): { header: RecordingHeader; lines: RecordedLine[]
   };
 }
 
-const dataOf = (line: RecordedLine): string | null => {
-  if (!('raw' in line) || !line.raw.startsWith('{')) return null;
-  const parsed = JSON.parse(line.raw) as { type?: string; data?: string };
-  return parsed.type === 'printf' ? (parsed.data ?? null) : null;
-};
-const tagOf = (line: RecordedLine) => dataOf(line)?.split('\t')[0] ?? null;
+const tagOf = (line: RecordedLine) => printfData(line)?.split('\t')[0] ?? null;
 
 /** The events and problems of `lines`, one assembler a source, as the pipeline has them. */
 function assemble(lines: RecordedLine[]): { events: ProbeEvent[]; problems: string[] } {
@@ -78,8 +74,8 @@ describe.each(recordings)('upgrading %s', (name) => {
       const before = upgrade(line);
       const tag = tagOf(line);
       if (!tag || !['nl_send', 'nl_recv', 'cni_out', 'sb_exec'].includes(tag)) continue;
-      const old = (dataOf(line) ?? '').replace(/\n$/, '').split('\t');
-      const now = (dataOf(before[0] as RecordedLine) ?? '').replace(/\n$/, '').split('\t');
+      const old = (printfData(line) ?? '').replace(/\n$/, '').split('\t');
+      const now = (printfData(before[0] as RecordedLine) ?? '').replace(/\n$/, '').split('\t');
       expect(now[0]).toBe(`${tag}_w`);
       expect(now.slice(1, -1)).toEqual(old.slice(1, now.length - 1));
       const bytes = bytesFromBpftraceBuf(
@@ -97,7 +93,7 @@ describe.each(recordings)('upgrading %s', (name) => {
   it("leaves out cni_exit, whose code cni_gone's wait status has", () => {
     const codes = new Map<number, number>();
     for (const line of lines) {
-      const [tag, , pid, , value] = (dataOf(line) ?? '').split('\t');
+      const [tag, , pid, , value] = (printfData(line) ?? '').split('\t');
       if (tag === 'cni_exit') codes.set(Number(pid), Number(value));
     }
     expect(upgraded.filter((line) => tagOf(line) === 'cni_exit')).toEqual([]);
@@ -114,16 +110,16 @@ describe.each(recordings)('upgrading %s', (name) => {
     const kept: string[] = [];
     const before = new Map<string, string>();
     for (const line of lines.filter((l) => tagOf(l) === 'cni_env')) {
-      const [, , , tid, index, chunk, ...text] = (dataOf(line) ?? '')
+      const [, , , tid, index, chunk, ...text] = (printfData(line) ?? '')
         .replace(/\n$/, '')
         .split('\t');
       const key = `${tid} ${index}`;
       const previous = before.get(key);
       if (chunk !== '0' && previous !== undefined && previous.length < 199) continue;
       before.set(key, text.join('\t'));
-      kept.push(dataOf(line) ?? '');
+      kept.push(printfData(line) ?? '');
     }
-    expect(upgradedEnv.map(dataOf)).toEqual(kept);
+    expect(upgradedEnv.map(printfData)).toEqual(kept);
     const args = variables(assemble(upgraded).events).filter((v) => v.includes(' CNI_ARGS='));
     expect(args.length).toBeGreaterThan(0);
     for (const value of args) expect(value).toMatch(/K8S_POD_INFRA_CONTAINER_ID=[0-9a-f]{64}/);
