@@ -7,7 +7,7 @@
 // - epoll_wait on a set holding those buffers waits at most PODWIRE_BPFTRACE_POLL_MS (default 100, as podwire's
 //   runner sets it) and reports every buffer that holds data, read from its mmap'd header after the wait: a batch
 //   reads everything committed before the wait returned, on every CPU, which is what probes/tick.bt's ticks say.
-// - a signal bpftrace handles still stops it: see note_signal;
+// - a signal bpftrace handles still stops it, and an exit signal during a batch waits for its end: see note_signal;
 // - bpftrace's stdout, when a pipe, holds 1 MiB (see configure).
 // Nothing else changes: other syscalls, mmaps and epoll sets pass through untouched. It only ever runs inside
 // bpftrace, never in a traced process. Built by `npm run build` (scripts/copy-assets.mjs) when a C compiler is there.
@@ -59,13 +59,38 @@ __attribute__((constructor)) static void configure(void) {
 static volatile sig_atomic_t signalled;
 static struct sigaction handlers[NSIG]; // bpftrace's own, called by note_signal
 
-static void note_signal(int sig, siginfo_t *info, void *context) {
-  signalled = 1;
+// bpftrace 0.17 drops every event it reads once its exit signal has been handled (its printer returns at once), so
+// a SIGINT/SIGTERM that comes while it reads a batch would lose the rest of that batch, which its drain after the
+// stop no longer finds in the buffers. Such a signal is handed to bpftrace's handler at the next epoll_wait instead:
+// the batch is printed, and what is still in the buffers is left to the drain.
+static volatile sig_atomic_t in_batch;
+static volatile sig_atomic_t deferred;
+static siginfo_t deferred_info;
+
+static void call_own(int sig, siginfo_t *info, void *context) {
   const struct sigaction *own = &handlers[sig];
   if (own->sa_flags & SA_SIGINFO)
     own->sa_sigaction(sig, info, context);
   else
     own->sa_handler(sig);
+}
+
+static void note_signal(int sig, siginfo_t *info, void *context) {
+  signalled = 1;
+  if (in_batch && (sig == SIGINT || sig == SIGTERM)) {
+    if (info) deferred_info = *info;
+    deferred = sig;
+    return;
+  }
+  call_own(sig, info, context);
+}
+
+/** The exit signal that came during the last batch, to bpftrace's handler now that the batch is read. */
+static void release_deferred(void) {
+  in_batch = 0;
+  int sig = deferred;
+  deferred = 0;
+  if (sig) call_own(sig, &deferred_info, NULL);
 }
 
 int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
@@ -185,6 +210,7 @@ int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout) {
   int ours = 0;
   for (int i = 0; i < ring_count && !ours; i++) ours = rings[i].epfd == epfd && rings[i].page;
   if (!ours) return real(epfd, events, max, timeout);
+  release_deferred(); // bpftrace has read the last batch
   if (signalled) {
     signalled = 0;
     errno = EINTR;
@@ -195,8 +221,10 @@ int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout) {
     if (errno == EINTR) signalled = 0; // told as a blocked epoll_wait tells it
     return ready;
   }
+  in_batch = 1; // from here an exit signal waits for the next epoll_wait
   if (signalled) {
     // What is ready stays in the buffers for bpftrace's last read (its drain after a stop).
+    release_deferred();
     signalled = 0;
     errno = EINTR;
     return -1;
@@ -208,5 +236,6 @@ int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout) {
     for (int j = 0; j < ready && !listed; j++) listed = events[j].data.u64 == ring->data.u64;
     if (!listed) events[ready++] = (struct epoll_event){.events = EPOLLIN, .data = ring->data};
   }
+  if (ready == 0) release_deferred(); // no batch to read: bpftrace may not call epoll_wait again
   return ready;
 }
