@@ -1,7 +1,6 @@
 // podwire trace on the real lab: every pod the kubelet-like client creates gets one record that agrees with CRI and `ip`.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import {
-  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -30,6 +29,14 @@ import {
   rootReason,
   running,
 } from './lab/node.js';
+import {
+  type Created,
+  childrenOf,
+  endTracedLab,
+  oneMorePod,
+  Trace,
+  tracedLab,
+} from './lab/traced.js';
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from './otel/otlp-receiver.js';
 import { sample } from './otel/prometheus.js';
 import {
@@ -39,157 +46,6 @@ import {
   type JaegerSpan,
   traceOf,
 } from './otel/traces.js';
-
-interface Created {
-  pods: {
-    name: string;
-    namespace: string;
-    uid: string;
-    sandboxId: string | null;
-    ip: string | null;
-    netns: string | null;
-    error: string | null;
-  }[];
-}
-
-type Line = HandshakeRecord | { kind: 'status'; state: string; message: string };
-
-class Trace {
-  readonly lines: Line[] = [];
-  private child: ChildProcess;
-  exitCode: Promise<number | null>;
-
-  constructor(record: string, extra: string[] = [], env: Record<string, string> = {}) {
-    // In a process group of its own, as a shell starts a job: stop({ likeCtrlC: true }) signals that group.
-    this.child = spawn('node', ['dist/src/cli.js', 'trace', '--record', record, ...extra], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, ...env },
-      detached: true,
-    });
-    let buffer = '';
-    this.child.stdout?.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      const parts = buffer.split('\n');
-      buffer = parts.pop() ?? '';
-      for (const part of parts) if (part.trim()) this.lines.push(JSON.parse(part) as Line);
-    });
-    this.exitCode = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
-  }
-
-  records(kind: 'handshake' | 'teardown'): HandshakeRecord[] {
-    return this.lines.filter((line): line is HandshakeRecord => line.kind === kind);
-  }
-
-  async waitFor(what: string, done: () => boolean, timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!done()) {
-      if (Date.now() > deadline)
-        throw new Error(
-          `timed out waiting for ${what}; trace said: ${JSON.stringify(this.lines.filter((l) => l.kind === 'status'))}`,
-        );
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-
-  get pid(): number {
-    return this.child.pid as number;
-  }
-
-  /**
-   * SIGINT to the pid we started (likeCtrlC: to its whole process group, as a terminal's Ctrl-C): flush and exit 0;
-   * SIGKILL if it has not ended 30 s later.
-   */
-  async stop({ likeCtrlC = false } = {}): Promise<number | null> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.exitCode;
-    if (likeCtrlC) process.kill(-(this.child.pid as number), 'SIGINT');
-    else this.child.kill('SIGINT');
-    const late = setTimeout(() => this.child.kill('SIGKILL'), 30_000);
-    try {
-      return await this.exitCode;
-    } finally {
-      clearTimeout(late);
-    }
-  }
-}
-
-/** The live (not zombie) children of `pid`, with their command names. */
-function childrenOf(pid: number): { pid: number; comm: string }[] {
-  const children: { pid: number; comm: string }[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(ppid) === pid && state !== 'Z')
-        children.push({
-          pid: Number(entry),
-          comm: readFileSync(`/proc/${entry}/comm`, 'utf8').trim(),
-        });
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return children;
-}
-
-/**
- * `lab up` with these arguments (and `labEnv` in the lab containerd's environment, which it hands on to the CNI
- * plugins), then `podwire trace --record` (with `traceEnv`) until it says it is ready.
- */
-async function tracedLab(
-  upArgs: string[],
-  recording: string,
-  traceArgs: string[] = [],
-  {
-    labEnv = {},
-    traceEnv = {},
-  }: { labEnv?: Record<string, string>; traceEnv?: Record<string, string> } = {},
-): Promise<Trace> {
-  const saved = { ...process.env };
-  Object.assign(process.env, labEnv);
-  const up = await podwire('lab', 'up', ...upArgs);
-  for (const key of Object.keys(labEnv)) {
-    if (saved[key] === undefined) delete process.env[key];
-    else process.env[key] = saved[key];
-  }
-  if (up.code !== 0) throw new Error(`lab up ${upArgs.join(' ')} failed: ${up.stderr}`);
-  const trace = new Trace(recording, traceArgs, traceEnv);
-  try {
-    await trace.waitFor('the ready status', () =>
-      trace.lines.some((l) => l.kind === 'status' && l.state === 'ready'),
-    );
-  } catch (error) {
-    // Not left running behind a failed start: the next test's tracer would share the node with it.
-    await trace.stop();
-    throw error;
-  }
-  return trace;
-}
-
-/** Stops the tracer and the lab; the recording and what the tracer said stay in .cache/ for a look after a failure. */
-async function endTracedLab(
-  trace: Trace | undefined,
-  recording: string,
-  name: string,
-): Promise<void> {
-  await trace?.stop();
-  await podwire('lab', 'down');
-  mkdirSync('.cache', { recursive: true });
-  if (existsSync(recording)) copyFileSync(recording, `.cache/${name}-recording.ndjson`);
-  writeFileSync(
-    `.cache/${name}-output.ndjson`,
-    (trace?.lines ?? []).map((line) => JSON.stringify(line)).join('\n'),
-  );
-}
-
-/** One more pod on the lab, and the handshake the tracer gives for it. */
-async function oneMorePod(trace: Trace, after: string): Promise<HandshakeRecord> {
-  const before = trace.records('handshake').length;
-  const result = await podwire('lab', 'pods', 'create', '--count', '1', '--json');
-  expect(result.code, result.stderr).toBe(0);
-  await trace.waitFor(`a handshake ${after}`, () => trace.records('handshake').length > before);
-  return trace.records('handshake').at(-1) as HandshakeRecord;
-}
 
 const phase = (record: HandshakeRecord, name: string) => record.phases.find((p) => p.name === name);
 const required = ['cri RunPodSandbox', ...bridgeHandshakeSteps];
