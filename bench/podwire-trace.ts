@@ -136,3 +136,33 @@ export function stopTrace(
     process.kill(trace.pid, 'SIGINT');
   });
 }
+
+/** The live (not zombie) processes among `pids`. */
+export function alive(pids: number[]): number[] {
+  return pids.filter((pid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] !== 'Z';
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The processes a running podwire started (bpftrace, its trace_pipe readers, its janitor), by pid. */
+export function startedBy(pid: number): number[] {
+  return childrenOf(pid);
+}
+
+/** What of daemon `pid` is still in tracefs: its uprobe events and trace instances. */
+export function inTracefs(pid: number): { events: number; instances: number } {
+  const tracefs = '/sys/kernel/tracing';
+  const group = new RegExp(`^p:podwire_${pid}_\\d+/`, 'm');
+  const events = readFileSync(join(tracefs, 'uprobe_events'), 'utf8')
+    .split('\n')
+    .filter((line) => group.test(line)).length;
+  const instances = readdirSync(join(tracefs, 'instances')).filter((name) =>
+    name.startsWith(`podwire_${pid}_`),
+  ).length;
+  return { events, instances };
+}

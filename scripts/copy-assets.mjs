@@ -1,5 +1,5 @@
 // Puts beside tsc's output what tsc leaves out (it copies only .ts), and compiles bpftrace's poll library.
-// The CRI proto subset and the pause image's C source are copied, the recording the daemon warms its JIT with
+// The CRI proto subset, the pause image's C source and the janitor's shell script are copied, the recording the daemon warms its JIT with
 // (src/warmup.ts) is put there gzipped, and the library that makes bpftrace read its buffers on a timer
 // (src/probes/bpftrace-poll.c) is compiled when a C compiler is there.
 import { execFileSync } from 'node:child_process';
@@ -7,7 +7,7 @@ import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 
-const assets = /\.(proto|c)$/;
+const assets = /\.(proto|c|sh)$/;
 
 function copyTree(from, to) {
   for (const entry of readdirSync(from, { withFileTypes: true })) {

@@ -11,10 +11,11 @@ import type { HandshakeRecord } from './correlate/record.js';
 import { type StatusEvent, status } from './events.js';
 import { containerd } from './probes/containerd-source.js';
 import { onPollTick } from './probes/fifo-lines.js';
+import { type Janitor, startJanitor } from './probes/janitor.js';
 import { defaultCniBinDirs, defaultNetnsDirs, kernelProgram } from './probes/program.js';
 import { ProbeRunner, removeStaleProbeDirs } from './probes/runner.js';
 import type { ProbeSource, ProbeSourceEvents, RuntimeProbes } from './probes/source.js';
-import { removeStaleGroups } from './probes/uprobe-events.js';
+import { removeStaleGroups, tracefs } from './probes/uprobe-events.js';
 import { RecordingWriter } from './recording/writer.js';
 import type { Sink } from './sinks/ndjson.js';
 import { monotonicToRealtimeOffset } from './time.js';
@@ -53,6 +54,8 @@ export class Tracer {
   private pipeline!: Pipeline;
   private recording: RecordingWriter | null = null;
   private stopPolling: (() => void) | null = null;
+  /** Removes the probes the kernel is slow to let go of, after this daemon exits however it does (janitor.ts). */
+  private janitor: Janitor | null = null;
   private lastTicksAt = 0;
   private attached = new Set<string>();
   private rescanTimer: NodeJS.Timeout | null = null;
@@ -283,7 +286,7 @@ export class Tracer {
         const name = runtime.source.name;
         this.runtimes.delete(binary);
         this.sources.delete(name);
-        await runtime.source.stop();
+        await runtime.source.stop(this.janitor);
         this.attached.delete(name);
         this.probeState(name, 'gone');
         this.emit(
@@ -312,6 +315,10 @@ export class Tracer {
       );
     }
     for (const problem of stale.problems) this.emit(status('input-problem', problem));
+    // Before any probe is placed: from here on, nothing this daemon places outlives it, even after a kill -9.
+    const janitor = startJanitor(tracefs);
+    if (typeof janitor === 'string') this.emit(status('input-problem', janitor));
+    else this.janitor = janitor;
     const binaries =
       this.options.runtimeBinaries.length > 0
         ? this.options.runtimeBinaries
@@ -409,7 +416,8 @@ export class Tracer {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     }
-    await Promise.all([...this.sources.values()].map((source) => source.stop()));
+    // Reading ends now; the kernel's seconds of letting go of the probes are the janitor's and bpftrace's own.
+    await Promise.all([...this.sources.values()].map((source) => source.stop(this.janitor)));
     if (pipeline) {
       this.handle(pipeline.finish(), 'pipeline');
       this.emit(status('stopped', 'podwire stopped', { counters: pipeline.counters }));

@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { TickMode } from '../correlate/pipeline.js';
 import { FifoLines } from './fifo-lines.js';
+import type { Janitor } from './janitor.js';
 import { readyLine } from './program.js';
 import type { ProbeSource, ProbeSourceEvents, ReadyNote } from './source.js';
 import { tiedToDaemon } from './tied.js';
@@ -62,6 +63,8 @@ const answersTicks = /^tracepoint:syscalls:sys_enter_getpriority$/m;
  */
 export class ProbeRunner implements ProbeSource {
   private child: ChildProcess | null = null;
+  /** The running child's stdout. */
+  private stdout: FifoLines | null = null;
   private stopping = false;
   private restartsSoFar = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -186,6 +189,7 @@ export class ProbeRunner implements ProbeSource {
       if (raw.includes(readyLine)) return this.events.attached(probes);
       this.events.line(raw);
     });
+    this.stdout = stdout;
     let child: ChildProcess;
     try {
       // Ends with the daemon (SIGTERM, so that it detaches as on a stop) even when the daemon is killed with -9.
@@ -233,12 +237,25 @@ export class ProbeRunner implements ProbeSource {
     }, delay);
   }
 
-  /** SIGINT lets bpftrace detach cleanly; it is ended by the pid podwire started, never by name. */
-  async stop(): Promise<void> {
+  /**
+   * SIGINT lets bpftrace detach cleanly; it is ended by the pid podwire started, never by name. With a janitor (the
+   * daemon is about to exit), bpftrace is not waited for: its detaching takes the kernel about 0.1 s a uprobe, all
+   * after its last event (the Tracer's last ticks have read those), and a process that is going away needs no one
+   * to wait for it; it outlives the daemon by those seconds, then ends.
+   */
+  async stop(janitor?: Janitor | null): Promise<void> {
     this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
     const child = this.child;
-    if (child?.pid !== undefined && child.exitCode === null) await this.end(child);
+    if (child?.pid !== undefined && child.exitCode === null) {
+      if (janitor) {
+        child.kill('SIGINT');
+        // What it printed is read; what it would print now comes after the daemon's last ticks.
+        this.stdout?.close();
+        child.stderr?.destroy();
+        child.unref();
+      } else await this.end(child);
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 

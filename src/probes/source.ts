@@ -2,6 +2,7 @@
 // of these and never asks which kind it holds, so a new source is a new file.
 import type { TickMode } from '../correlate/pipeline.js';
 import type { StatusEvent } from '../events.js';
+import type { Janitor } from './janitor.js';
 
 /**
  * What a source tells whoever started it. None of these is ever called from inside start(): they come later, from
@@ -37,8 +38,11 @@ export interface ProbeSource {
   start(): string | null;
   /** Asks for a tick line, which comes once everything before this call has been read (a no-op if it cannot). */
   tick(): void;
-  /** Stops reading and removes its probes; its events stop. */
-  stop(): Promise<void>;
+  /**
+   * Stops reading and removes its probes; its events stop. Given the daemon's janitor, it returns once reading has
+   * ended and leaves to the janitor (or to the kernel, as a child exits) what the kernel is slow to let go of.
+   */
+  stop(janitor?: Janitor | null): Promise<void>;
   /** What the ready status should say of it, if anything. */
   readyNote?(): ReadyNote | null;
 }

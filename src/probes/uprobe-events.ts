@@ -16,7 +16,7 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { appendFile } from 'node:fs/promises';
+import { appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { criCallLayout, type GoFieldPath, type RuntimeInspection } from '../binaries/runtime.js';
 import type { TickMode } from '../correlate/pipeline.js';
@@ -27,6 +27,7 @@ import {
   traceLineToProbeLines,
 } from '../decode/trace-pipe.js';
 import { FifoLines } from './fifo-lines.js';
+import { type Janitor, janitorWorksFor } from './janitor.js';
 import type { ProbeSource, ProbeSourceEvents } from './source.js';
 import { tiedToDaemon } from './tied.js';
 
@@ -132,6 +133,8 @@ export async function removeStaleGroups(): Promise<StaleGroups> {
   );
   for (const [group, pid] of groups) {
     if (existsSync(`/proc/${pid}`) && pid !== process.pid) continue;
+    // A daemon that stopped a moment ago: its janitor is still removing them.
+    if (pid !== process.pid && janitorWorksFor(pid)) continue;
     try {
       await removeGroup(group, events);
       result.removed.push(group);
@@ -212,21 +215,26 @@ async function removeInstance(instance: string): Promise<void> {
 }
 
 /**
- * Disables and removes one group. Each removal waits for the kernel (tens of ms), so it runs asynchronously: the
- * event loop stays free to see bpftrace exit meanwhile.
+ * Disables and removes one group: the disabling waits for the kernel (about 25 ms an event), so it runs
+ * asynchronously, and the event loop stays free meanwhile. The events go in one write where the kernel takes a
+ * whole group (`-:GROUP/`), else one by one.
  */
 async function removeGroup(group: string, events: string): Promise<void> {
   const instance = join(tracefs, 'instances', group);
   if (existsSync(instance)) {
     try {
-      writeFileSync(join(instance, 'events', group, 'enable'), '0');
+      await writeFile(join(instance, 'events', group, 'enable'), '0');
     } catch {
       // Not enabled there.
     }
     await removeInstance(instance);
   }
-  for (const match of events.matchAll(new RegExp(`^p:${group}/(\\w+) `, 'gm'))) {
-    await appendFile(join(tracefs, 'uprobe_events'), `-:${group}/${match[1]}\n`);
+  const uprobeEvents = join(tracefs, 'uprobe_events');
+  try {
+    await appendFile(uprobeEvents, `-:${group}/\n`);
+  } catch {
+    for (const match of events.matchAll(new RegExp(`^p:${group}/(\\w+) `, 'gm')))
+      await appendFile(uprobeEvents, `-:${group}/${match[1]}\n`);
   }
 }
 
@@ -394,7 +402,8 @@ export class UprobeEventsRunner implements ProbeSource {
     }
   }
 
-  async stop(): Promise<void> {
+  /** Ends the reader; the events are removed by the janitor when there is one (its removal takes seconds). */
+  async stop(janitor?: Janitor | null): Promise<void> {
     this.stopped = true;
     if (this.rereadTimer) clearTimeout(this.rereadTimer);
     const reader = this.reader;
@@ -404,6 +413,14 @@ export class UprobeEventsRunner implements ProbeSource {
       const exited = new Promise((resolve) => reader.once('exit', resolve));
       reader.kill('SIGTERM');
       await exited;
+    }
+    if (janitor) {
+      try {
+        janitor.removeGroup(this.group);
+        return;
+      } catch {
+        // The janitor has ended: removed here, then.
+      }
     }
     await this.cleanup();
   }
