@@ -85,7 +85,6 @@ export class HandshakeBuilder {
     if (output.type === 'result') attributes['podwire.cni.result'] = JSON.stringify(output.result);
     const phase = this.add(name, kind, plugin.startNs, plugin.endNs, parentId, attributes);
     if (output.type === 'result') facts.results.push({ plugin, output });
-    if (plugin.endNs === null) facts.unfinished = true;
     if (pluginFailed(plugin) || output.type === 'error') {
       const message =
         output.type === 'error'
@@ -195,12 +194,12 @@ export class HandshakeBuilder {
       .flatMap((r) =>
         r.output.type === 'result' ? r.output.result.ips.map((ip) => ip.address) : [],
       )[0];
-    const outcome = this.outcome(
-      sandbox.lostEvents ||
-        why === 'timeout' ||
-        (why === 'flush' && !run?.returnNs) ||
-        facts.unfinished,
-    );
+    const missing = this.missing(sandbox.lost, [
+      why === 'timeout' ? 'nothing ended it within 60 s' : null,
+      why === 'flush' && !run?.returnNs
+        ? `tracing stopped before ${run ? 'RunPodSandbox returned' : 'the sandbox was seen to start'}`
+        : null,
+    ]);
     return {
       kind: 'handshake',
       sandboxId: sandbox.id,
@@ -212,8 +211,9 @@ export class HandshakeBuilder {
       podInterface: facts.podInterface ?? cniEnvironment(primary?.env ?? {}).ifname ?? null,
       bridge: facts.bridge,
       cni: facts.cni,
-      outcome,
+      outcome: this.outcome(missing),
       error: this.primaryError(),
+      missing,
       start: this.time(startNs),
       end: this.time(endNs),
       durationMs: millis(startNs, endNs),
@@ -259,6 +259,7 @@ export class HandshakeBuilder {
     // The pod's side is named by the primary plugin's DEL, not loopback's.
     const primary = ordered.find((plugin) => plugin.name !== 'loopback') ?? ordered[0];
     const env = cniEnvironment(primary?.env ?? {});
+    const missing = this.missing(teardown.lost, []);
     return {
       kind: 'teardown',
       sandboxId: teardown.id,
@@ -274,8 +275,9 @@ export class HandshakeBuilder {
       podInterface: env.ifname,
       bridge: facts.bridge,
       cni: [...new Set(facts.cni)],
-      outcome: this.outcome(teardown.lostEvents || facts.unfinished),
+      outcome: this.outcome(missing),
       error: this.primaryError(),
+      missing,
       start: this.time(startNs),
       end: this.time(endNs),
       durationMs: millis(startNs, endNs),
@@ -285,9 +287,20 @@ export class HandshakeBuilder {
     };
   }
 
-  private outcome(incomplete: boolean): 'ok' | 'failed' | 'incomplete' {
+  /**
+   * What the record may lack, each in one line: the source's reason (`lost`), the finish's, and every phase seen to
+   * begin and not to end. A record is `ok` only with none: every phase in it is whole.
+   */
+  private missing(lost: string | null, reasons: (string | null)[]): string[] {
+    const missing = [lost, ...reasons].filter((reason): reason is string => reason !== null);
+    for (const phase of this.phases)
+      if (phase.end === null) missing.push(`${phase.name}: seen to begin, not to end`);
+    return [...new Set(missing)];
+  }
+
+  private outcome(missing: string[]): 'ok' | 'failed' | 'incomplete' {
     if (this.errors.length > 0) return 'failed';
-    return incomplete ? 'incomplete' : 'ok';
+    return missing.length > 0 ? 'incomplete' : 'ok';
   }
 
   /** The deepest failure is the cause; the phases around it failed because of it. */
@@ -332,7 +345,6 @@ interface Facts {
   bridge: string | null;
   traceparent: string | null;
   podNetnsInum: number | null;
-  unfinished: boolean;
   results: { plugin: PluginRun; output: CniOutput }[];
 }
 
@@ -345,7 +357,6 @@ function newFacts(podNetnsInum: number | null): Facts {
     bridge: null,
     traceparent: null,
     podNetnsInum,
-    unfinished: false,
     results: [],
   };
 }

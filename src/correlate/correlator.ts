@@ -52,7 +52,8 @@ export class Correlator {
   }
 
   /** True while a probe program is down: sandboxes seen meanwhile may miss steps, so none is reported complete. */
-  blind = false;
+  /** Why the correlator is blind to part of the node now (a probe program down), or null while it sees all. */
+  blind: string | null = null;
 
   constructor(options: CorrelatorOptions) {
     this.options = {
@@ -80,15 +81,27 @@ export class Correlator {
     }
   }
 
-  /** Events were lost: every sandbox in flight may miss a step, so none of them can be reported as complete. */
-  eventsLost(untilNs = this.nowNs): void {
-    for (const sandbox of this.sandboxes) if (!sandbox.done) sandbox.lostEvents = true;
-    for (const teardown of this.teardowns.values()) teardown.lostEvents = true;
-    if (untilNs > this.lostUntilNs) this.lostUntilNs = untilNs;
+  /**
+   * Events were lost (`why`, as the record will say it): every sandbox in flight may miss a step, so none of them
+   * can be reported as complete.
+   */
+  eventsLost(why: string, untilNs = this.nowNs): void {
+    for (const sandbox of this.sandboxes) if (!sandbox.done) sandbox.lost ??= why;
+    for (const teardown of this.teardowns.values()) teardown.lost ??= why;
+    if (untilNs > this.lostUntilNs) {
+      this.lostUntilNs = untilNs;
+      this.lostUntilWhy = why;
+    }
   }
 
   /** Sandboxes that start before this may have lost events too: bpftrace reports a loss after the fact. */
   private lostUntilNs = 0n;
+  private lostUntilWhy = '';
+
+  /** Why something that begins at `ns` may miss a step from the start, or null. */
+  private lostAt(ns: bigint): string | null {
+    return this.blind ?? (ns <= this.lostUntilNs ? this.lostUntilWhy : null);
+  }
 
   /** The end of input (exit, end of a recording): everything still open is reported as it stands. */
   flush(): HandshakeRecord[] {
@@ -178,6 +191,12 @@ export class Correlator {
       case 'nl_send': {
         const plugin = this.plugins.get(event.pid);
         if (!plugin) return;
+        const seq = netlinkSeq(event.bytes);
+        const key = `${event.pid}:${seq}`;
+        const pending = seq === null ? undefined : this.pendingRequests.get(key);
+        // The same request again before any answer: the entry uprobe fired twice for one call (Go's stack growth
+        // runs a function's start again), not a second request.
+        if (pending && pending.endNs === null && pending.tid === event.tid) return;
         const [request] = decodeNetlink(event.bytes, event.length);
         const entry: NetlinkRequest = {
           sendNs: event.ns,
@@ -191,8 +210,7 @@ export class Correlator {
           extack: null,
         };
         plugin.requests.push(entry);
-        const seq = netlinkSeq(event.bytes);
-        if (seq !== null) this.pendingRequests.set(`${event.pid}:${seq}`, entry);
+        if (seq !== null) this.pendingRequests.set(key, entry);
         return;
       }
       case 'nl_recv': {
@@ -233,7 +251,9 @@ export class Correlator {
         sandbox.startAttributes['process.executable.name'] = basename(event.path);
         sandbox.startAttributes['process.pid'] = event.pid;
         this.touch(sandbox, event.ns);
-        if (!this.options.criProbes && this.addsDone(sandbox)) this.finish(sandbox, out, 'started');
+        if (sandbox.run?.returnNs) this.finish(sandbox, out, 'returned');
+        else if (!this.options.criProbes && this.addsDone(sandbox))
+          this.finish(sandbox, out, 'started');
         return;
       }
       default:
@@ -256,7 +276,7 @@ export class Correlator {
       startAttributes: {},
       firstNs: ns,
       lastNs: ns,
-      lostEvents: this.blind || ns <= this.lostUntilNs,
+      lost: this.lostAt(ns),
       done: false,
     };
     this.sandboxes.push(sandbox);
@@ -334,7 +354,9 @@ export class Correlator {
         sandbox.pod.namespace ??= call.args.namespace || null;
         this.touch(sandbox, call.enterNs);
         this.touch(sandbox, event.ns);
-        this.finish(sandbox, out, 'returned');
+        // RunPodSandbox can return before the sandbox's process has exec'd (runc start releases it and returns):
+        // the record waits a moment for it rather than leave `sandbox start` open.
+        if (!this.awaitingInit(sandbox)) this.finish(sandbox, out, 'returned');
         return;
       }
       case 'StopPodSandbox':
@@ -381,7 +403,7 @@ export class Correlator {
         netnsPath: null,
         firstNs: ns,
         lastNs: ns,
-        lostEvents: this.blind || ns <= this.lostUntilNs,
+        lost: this.lostAt(ns),
       };
       this.teardowns.set(id, teardown);
     }
@@ -476,6 +498,16 @@ export class Correlator {
     this.touch(sandbox, ns);
   }
 
+  /** Returned, its sandbox started and not yet seen to exec its process. */
+  private awaitingInit(sandbox: Sandbox): boolean {
+    return (
+      sandbox.run?.returnNs != null &&
+      !sandbox.run.failed &&
+      sandbox.startBeginNs !== null &&
+      sandbox.startEndNs === null
+    );
+  }
+
   private addsDone(sandbox: Sandbox): boolean {
     return sandbox.plugins.length > 0 && sandbox.plugins.every((plugin) => plugin.endNs !== null);
   }
@@ -488,6 +520,8 @@ export class Correlator {
       const failed = sandbox.plugins.some(pluginFailed);
       if (!this.options.criProbes && failed && quiet > this.options.teardownQuietNs)
         this.finish(sandbox, out, 'failed');
+      else if (this.awaitingInit(sandbox) && quiet > initGraceNs)
+        this.finish(sandbox, out, 'returned');
       else if (quiet > this.options.incompleteAfterNs) this.finish(sandbox, out, 'timeout');
     }
     for (const teardown of [...this.teardowns.values()]) {
@@ -538,6 +572,9 @@ export class Correlator {
 }
 
 const NLMSG_ERROR = 2;
+
+/** How long after RunPodSandbox returned the sandbox's process may still exec (seen up to ~110 ms on 2 cores). */
+const initGraceNs = 2_000_000_000n;
 
 /** nlmsg_seq of the first message in a buffer (bytes 8..11, little-endian), or null when it is cut before that. */
 function netlinkSeq(bytes: Uint8Array): number | null {

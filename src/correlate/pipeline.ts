@@ -118,7 +118,10 @@ export class Pipeline {
         // The lost events were among those held or about to come: every handshake in flight up to a window
         // past the newest event seen may miss one. Nothing is released for it: what waits for a program behind
         // still waits (the line comes on bpftrace's stderr, ahead of the output it follows).
-        this.correlator.eventsLost(this.newestNs + reorderWindowNs);
+        this.correlator.eventsLost(
+          `${source} lost ${parsed.count} event(s) while it ran`,
+          this.newestNs + reorderWindowNs,
+        );
         break;
       case 'malformed':
         this.counters.malformedLines++;
@@ -197,7 +200,10 @@ export class Pipeline {
     const upToNs = (this.held[this.held.length - Math.ceil(this.maxHeldEvents / 2)] as ProbeEvent)
       .ns;
     // Marked before they go on: a handshake finished by what is released now may lack the program's events.
-    this.correlator.eventsLost(upToNs + reorderWindowNs);
+    this.correlator.eventsLost(
+      `${behind || 'a probe program'} fell behind and its events were not waited for`,
+      upToNs + reorderWindowNs,
+    );
     this.release(upToNs, out);
     out.problems.push(
       `${this.maxHeldEvents} events waited for ${behind || 'a probe program'} to be read further; the oldest went on without it and handshakes in flight are reported incomplete (is its bpftrace stuck? podwire doctor)`,
@@ -247,8 +253,13 @@ export class Pipeline {
     this.byTicksOnly.delete(source);
     if (state === 'up' && ticks) this.marks.set(source, 0n);
     if (state === 'up' && ticks === 'batches') this.byTicksOnly.add(source);
-    this.correlator.blind = this.down.size > 0;
-    if (state !== 'up') this.correlator.eventsLost();
+    const down = [...this.down];
+    this.correlator.blind =
+      down.length > 0 ? `the probe program ${down.join(', ')} was down while it ran` : null;
+    if (state !== 'up')
+      this.correlator.eventsLost(
+        `the probe program ${source} ${state === 'gone' ? 'was removed' : 'went down'} while it ran`,
+      );
     return out;
   }
 
@@ -306,7 +317,11 @@ export class Pipeline {
     const readUpTo = this.readUpToNs;
     if (readUpTo !== null) {
       this.release(readUpTo, out);
-      if (this.holding) this.correlator.eventsLost(this.newestNs + reorderWindowNs);
+      if (this.holding)
+        this.correlator.eventsLost(
+          'tracing stopped before every probe program confirmed its last events',
+          this.newestNs + reorderWindowNs,
+        );
     }
     this.release(null, out);
     out.records.push(...this.correlator.flush());

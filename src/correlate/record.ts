@@ -35,6 +35,8 @@ export interface HandshakeRecord {
   cni: string[];
   outcome: 'ok' | 'failed' | 'incomplete';
   error: { phase: string; message: string } | null;
+  /** What the record may lack and why, one line each; empty when every phase is whole (docs/records.md). */
+  missing: string[];
   start: string;
   end: string;
   durationMs: number;

@@ -86,7 +86,8 @@ export interface Sandbox {
   startAttributes: Record<string, string | number | boolean>;
   firstNs: bigint;
   lastNs: bigint;
-  lostEvents: boolean;
+  /** Why a step may be missing from it (events lost, a program down or behind), or null. */
+  lost: string | null;
   done: boolean;
 }
 
@@ -99,7 +100,8 @@ export interface Teardown {
   netnsPath: string | null;
   firstNs: bigint;
   lastNs: bigint;
-  lostEvents: boolean;
+  /** Why a step may be missing from it, or null. */
+  lost: string | null;
 }
 
 export const ADD = 'ADD';

@@ -72,6 +72,7 @@ function rootAttributes(record: HandshakeRecord): Record<string, AttributeValue>
   set('container.id', record.sandboxId);
   set('container.runtime', record.runtime);
   set('podwire.outcome', record.outcome);
+  if (record.missing?.length) set('podwire.missing', record.missing.join('; '));
   set('podwire.netns', record.netns);
   set('podwire.pod_ip', record.podIP);
   set('podwire.host_veth', record.hostVeth);

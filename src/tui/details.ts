@@ -204,6 +204,7 @@ export function recordDetails(record: HandshakeRecord, width: number): Run[][] {
   add('duration', msText(record.durationMs));
   if (record.traceparent) add('traceparent', record.traceparent);
   if (record.error) add('error', `${record.error.phase}: ${record.error.message}`, 'red-fg');
+  for (const why of record.missing ?? []) add('missing', why, 'yellow-fg');
   lines.push([
     { text: 'Enter or Tab: its phases; select one for its attributes', style: 'gray-fg' },
   ]);

@@ -15,13 +15,16 @@ const teardowns = (records: HandshakeRecord[]) => records.filter((r) => r.kind =
 const names = (record: HandshakeRecord) => record.phases.map((phase) => phase.name);
 const phase = (record: HandshakeRecord, name: string) => record.phases.find((p) => p.name === name);
 
-/** Every phase starts and ends inside the phase it is nested in. */
+/**
+ * Every phase starts and ends inside the phase it is nested in; but `sandbox start`, which ends when the sandbox's
+ * process execs: runc start releases it and RunPodSandbox can return first (by up to 110 ms in these recordings).
+ */
 function expectNestedInTime(record: HandshakeRecord): void {
   for (const child of record.phases) {
     if (child.parentId === null) continue;
     const parent = record.phases[child.parentId] as PhaseRecord;
     expect(child.start >= parent.start, `${child.name} starts inside ${parent.name}`).toBe(true);
-    if (child.end && parent.end)
+    if (child.end && parent.end && child.name !== 'sandbox start')
       expect(child.end <= parent.end, `${child.name} ends inside ${parent.name}`).toBe(true);
   }
 }
@@ -231,6 +234,75 @@ describe('events lost in the middle of the burst', () => {
     // Those that started after the loss are complete and still ok.
     for (const record of made.filter((r) => r.outcome === 'ok')) {
       expect(names(record)).toEqual(expect.arrayContaining(handshakeSteps));
+    }
+  });
+
+  it('says why each incomplete one may lack a step', () => {
+    for (const record of records.filter((r) => r.outcome === 'incomplete'))
+      expect(record.missing).toContain('kernel lost 12 event(s) while it ran');
+  });
+});
+
+describe('ok means every phase is whole (all real recordings)', () => {
+  const files = [
+    'ten-pods.ndjson',
+    'ten-pods-plugin-uprobes.ndjson',
+    'ten-pods-words.ndjson',
+    'ten-pods-envs.ndjson',
+    'ten-pods-ticks.ndjson',
+    'long-names.ndjson',
+    'ipam-exhausted.ndjson',
+    'containerd2-three-pods.ndjson',
+  ];
+  it.each(files)(
+    '%s: an ok record has no open phase and nothing missing; any other says why',
+    (file) => {
+      const recording = readRecording(file);
+      for (const record of replay(recording.header, recording.lines)) {
+        const open = record.phases.filter((p) => p.end === null).map((p) => p.name);
+        if (record.outcome === 'ok') {
+          expect(open, `${record.sandboxId}`).toEqual([]);
+          expect(record.missing).toEqual([]);
+        }
+        if (record.outcome === 'incomplete') expect(record.missing.length).toBeGreaterThan(0);
+        for (const name of open)
+          expect(record.missing).toContain(`${name}: seen to begin, not to end`);
+      }
+    },
+  );
+
+  it("ends sandbox start at its process's exec even when RunPodSandbox returned first", () => {
+    // In this real recording one pause exec'd 108 ms after its RunPodSandbox returned.
+    const recording = readRecording('ten-pods-envs.ndjson');
+    const late = handshakes(replay(recording.header, recording.lines)).filter((record) => {
+      const start = phase(record, 'sandbox start');
+      return start?.end && start.end > record.end;
+    });
+    expect(late.length).toBeGreaterThan(0);
+    for (const record of late) expect(record.outcome).toBe('ok');
+  });
+
+  it('leaves sandbox start open, and the record incomplete, when its process is never seen to exec', () => {
+    // The real recording with one sb_init line taken out: the probe's event lost without a "Lost" line.
+    const recording = readRecording('ten-pods-envs.ndjson');
+    const drop = recording.lines.findIndex((line) => printfData(line)?.startsWith('sb_init'));
+    const lines = recording.lines.filter((_, index) => index !== drop);
+    const records = handshakes(replay(recording.header, lines));
+    expect(records).toHaveLength(10);
+    const incomplete = records.filter((r) => r.outcome === 'incomplete');
+    expect(incomplete).toHaveLength(1);
+    expect(incomplete[0]?.missing).toEqual(['sandbox start: seen to begin, not to end']);
+  });
+
+  it("counts a request once when the plugin's send uprobe fired twice for it (Go's stack growth)", () => {
+    const recording = readRecording('ten-pods-plugin-uprobes.ndjson');
+    for (const record of replay(recording.header, recording.lines)) {
+      const seen = new Set<string>();
+      for (const p of record.phases.filter((p) => p.kind === 'rtnetlink')) {
+        const key = `${p.parentId}:${p.attributes['podwire.netlink.seq']}`;
+        expect(seen.has(key), `${record.sandboxId} ${p.name} seq ${key}`).toBe(false);
+        seen.add(key);
+      }
     }
   });
 });

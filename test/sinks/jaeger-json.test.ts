@@ -71,9 +71,11 @@ describe('the Jaeger file of ten real pods created and deleted', async () => {
           phase.parentId === null ? root.operationName : record.phases[phase.parentId]?.name,
         );
         expect(span.startTime).toBeGreaterThanOrEqual(parent.startTime);
-        expect(span.startTime + span.duration).toBeLessThanOrEqual(
-          parent.startTime + parent.duration,
-        );
+        // sandbox start ends when the sandbox's process execs, which can come after RunPodSandbox returned.
+        if (phase.name !== 'sandbox start')
+          expect(span.startTime + span.duration).toBeLessThanOrEqual(
+            parent.startTime + parent.duration,
+          );
       });
     });
   });
