@@ -1,6 +1,6 @@
 // `podwire lab ...`: the embedded lab node from the command line.
 import type { Command } from 'commander';
-import { labDown, labStatus, labUp } from '../lab/lab.js';
+import { labDown, labRestart, labStatus, labUp } from '../lab/lab.js';
 import { labPaths } from '../lab/paths.js';
 import { type CreatedPod, createPods, deletePods, percentile } from '../lab/pods.js';
 import { ms, positiveInteger, printJson, progress, requireRoot, table } from './output.js';
@@ -30,6 +30,17 @@ export function registerLab(program: Command): void {
     .action(async (options: { cniConfig?: string; containerd?: string; subnet?: string }) => {
       requireRoot('podwire lab up');
       await labUp(labPaths(), options, progress);
+    });
+
+  lab
+    .command('restart')
+    .description(
+      "start the lab's containerd again (after it was killed, or with another build); the pods stay",
+    )
+    .option('--containerd <path>', 'run this containerd binary from now on')
+    .action(async (options: { containerd?: string }) => {
+      requireRoot('podwire lab restart');
+      await labRestart(labPaths(), options.containerd, progress);
     });
 
   lab

@@ -209,6 +209,38 @@ export async function labUp(
   }
 }
 
+/**
+ * Starts the lab's containerd again, the pods staying as the runtime left them: after it was killed, or with
+ * another binary (`containerd`: a path, kept for `lab down`), as a node's runtime is upgraded in place.
+ */
+export async function labRestart(
+  paths: LabPaths,
+  containerd: string | undefined,
+  progress: Progress,
+): Promise<void> {
+  const record = readLabRecord(paths);
+  if (!record) throw new LabError('the lab is not up: run podwire lab up first');
+  const running = runningDaemon(paths);
+  if (running) {
+    progress(`stopping containerd pid ${running.pid}`);
+    await stopDaemon(paths);
+  }
+  const binary = containerd ?? record.containerdBinary;
+  if (binary !== record.containerdBinary)
+    writeLabRecord(paths, { ...record, containerdBinary: binary });
+  progress(`starting ${binary} (config ${paths.containerdConfig})`);
+  const daemon = startDaemon(paths, binary);
+  const client = await waitForCri(paths);
+  try {
+    const version = await client.version();
+    progress(
+      `lab restarted: containerd ${version.runtimeVersion} pid ${daemon.pid}, CRI at ${criEndpoint(paths)}`,
+    );
+  } finally {
+    client.close();
+  }
+}
+
 async function removeAllSandboxes(
   client: CriClient,
   paths: LabPaths,

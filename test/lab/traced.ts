@@ -162,3 +162,58 @@ export async function oneMorePod(trace: Trace, after: string): Promise<Handshake
   await trace.waitFor(`a handshake ${after}`, () => trace.records('handshake').length > before);
   return trace.records('handshake').at(-1) as HandshakeRecord;
 }
+
+/** The steps every handshake on the lab has (its bridge network), under `cri RunPodSandbox`. */
+export const labHandshakeSteps = [
+  'cri RunPodSandbox',
+  'netns create',
+  'cni ADD loopback',
+  'cni ADD bridge',
+  'ipam host-local',
+  'veth create',
+  'bridge attach',
+  'addr add',
+  'route add',
+  'sandbox start',
+];
+
+/** The steps every teardown on the lab has. */
+export const labTeardownSteps = [
+  'cri StopPodSandbox',
+  'cni DEL bridge',
+  'netns delete',
+  'cri RemovePodSandbox',
+];
+
+/**
+ * How a record differs from what CRI said of its pod, one line each; empty when it is exact: ok, nothing missing,
+ * every phase closed, every required step there, the pod's ids, IP and netns as CRI gave them.
+ */
+export function inexact(
+  record: HandshakeRecord,
+  pod: Created['pods'][number] | null,
+  steps: string[],
+): string[] {
+  const wrong: string[] = [];
+  if (record.outcome !== 'ok')
+    wrong.push(
+      `outcome ${record.outcome}: ${JSON.stringify(record.error ?? record.missing ?? null)}`,
+    );
+  const open = record.phases.filter((p) => p.end === null).map((p) => p.name);
+  if (open.length > 0) wrong.push(`open phases: ${open.join(', ')}`);
+  const names = new Set(record.phases.map((p) => p.name));
+  const absent = steps.filter((step) => !names.has(step));
+  if (absent.length > 0) wrong.push(`missing steps: ${absent.join(', ')}`);
+  if (pod && record.kind === 'handshake') {
+    if (record.sandboxId !== pod.sandboxId) wrong.push(`sandboxId ${record.sandboxId}`);
+    if (
+      JSON.stringify(record.pod) !==
+      JSON.stringify({ namespace: pod.namespace, name: pod.name, uid: pod.uid })
+    )
+      wrong.push(`pod ${JSON.stringify(record.pod)}`);
+    if (record.podIP?.split('/')[0] !== pod.ip)
+      wrong.push(`podIP ${record.podIP} (CRI: ${pod.ip})`);
+    if (record.netns !== pod.netns) wrong.push(`netns ${record.netns} (CRI: ${pod.netns})`);
+  }
+  return wrong;
+}
