@@ -1,17 +1,18 @@
 // The span processor between podwire and a collector: bounded, never blocks tracing, retries what the collector
 // could not take yet, and counts every span it does not deliver.
 // The SDK's BatchSpanProcessor drops silently when full and does not retry; podwire keeps spans across an outage
-// (up to the queue's bound, dropping the oldest beyond it) and says how many it dropped and why.
+// (up to the queue's bound, dropping the oldest records' spans beyond it) and says how many it dropped and why.
 import type { Context } from '@opentelemetry/api';
 import { ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, Span, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace';
 import { type DropReason, type ExportCounters, noDrops } from './drops.js';
 import { describeError, ExportAttemptError, PartialSuccessError } from './exporter.js';
+import { rootSpanName } from './spans.js';
 
 export type { DropReason, ExportCounters } from './drops.js';
 
 export interface ExportQueueOptions {
-  /** Spans held while the collector is slow or away; beyond it the oldest are dropped and counted. */
+  /** Spans held while the collector is slow or away; beyond it the oldest records' spans are dropped and counted. */
   maxQueueSize: number;
   maxBatchSize: number;
   /** How long a partial batch waits for more spans. */
@@ -57,11 +58,21 @@ export interface ExportListener {
   counted(): void;
 }
 
+/**
+ * The first span of a record's trace: its root (every parent is set as remote, see record-tracer.ts, so the
+ * name tells). The spans of a record reach the queue in one go, root first, so they lie together in it.
+ */
+const rootNames = new Set(Object.values(rootSpanName));
+const startsRecord = (span: ReadableSpan) => rootNames.has(span.name);
+
 /** Up to 20% either way, so that many podwires do not all come back to a collector at the same moment. */
 const jitter = (ms: number) => Math.round(ms * (0.8 + Math.random() * 0.4));
 
 export class ExportQueue implements SpanProcessor {
+  /** In the order the spans ended, which a batch sent again keeps (see `failed`). */
   private queue: ReadableSpan[] = [];
+  private readonly order = new WeakMap<ReadableSpan, number>();
+  private ended = 0;
   private inFlight = new Set<(outcome: unknown) => void>();
   private timer: NodeJS.Timeout | null = null;
   private failing = false;
@@ -89,10 +100,9 @@ export class ExportQueue implements SpanProcessor {
   onEnd(span: ReadableSpan): void {
     if (this.closed) return;
     // The newest spans are worth more than the oldest: the collector gets the recent pods once it is back.
-    if (this.queue.length >= this.options.maxQueueSize) {
-      this.queue.shift();
-      this.drop(1, 'queue-full', null);
-    }
+    if (this.queue.length >= this.options.maxQueueSize)
+      this.drop(this.dropOldestRecord(), 'queue-full', null);
+    this.order.set(span, this.ended++);
     this.queue.push(span);
     if (this.queue.length >= this.options.maxBatchSize) this.pump();
     else this.timer ??= setTimeout(() => this.pump(), this.options.scheduleDelayMs).unref();
@@ -112,6 +122,19 @@ export class ExportQueue implements SpanProcessor {
     if (this.failing) return null;
     if (this.queue.length + this.options.maxBatchSize <= this.options.maxQueueSize) return null;
     return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  /**
+   * Takes the oldest record's spans out of the queue, all of them, so that the collector gets whole traces or
+   * none; returns how many.
+   */
+  private dropOldestRecord(): number {
+    let count = 0;
+    do {
+      this.queue.shift();
+      count++;
+    } while (this.queue.length > 0 && !startsRecord(this.queue[0] as ReadableSpan));
+    return count;
   }
 
   private drop(count: number, reason: DropReason, error: string | null): void {
@@ -178,13 +201,14 @@ export class ExportQueue implements SpanProcessor {
     const wasFailing = this.failing;
     this.failing = true;
     if (retrying) {
-      // Back at the head of the queue, still within its bound: what does not fit now is the oldest.
-      this.queue.unshift(...batch);
-      const over = this.queue.length - this.options.maxQueueSize;
-      if (over > 0) {
-        this.queue.splice(0, over);
-        this.drop(over, 'queue-full', message);
-      }
+      // Back in the queue where its spans were (two batches out at once may fail in either order), still within
+      // its bound: what does not fit now is the oldest.
+      const first = this.order.get(batch[0] as ReadableSpan) ?? 0;
+      const at = this.queue.findIndex((span) => (this.order.get(span) ?? 0) > first);
+      this.queue.splice(at === -1 ? this.queue.length : at, 0, ...batch);
+      let over = 0;
+      while (this.queue.length > this.options.maxQueueSize) over += this.dropOldestRecord();
+      this.drop(over, 'queue-full', message);
     }
     this.listener.failed(message, retrying);
     if (!retrying) this.drop(batch.length, 'export-failed', message);
