@@ -12,16 +12,23 @@ import { NodeSDK } from '@opentelemetry/sdk-node';
 import { AlwaysOnSampler, type IdGenerator } from '@opentelemetry/sdk-trace';
 import { type StatusEvent, status } from '../events.js';
 import { type OtlpDestination, otlpDestination, protocolFromEnv } from './destination.js';
-import { type DropReason, ExportQueue, exportQueueOptionsFromEnv } from './export-queue.js';
+import { type DropReason, dropReasons, type ExportCounters, noDrops } from './drops.js';
+import { ExportQueue, type ExportQueueOptions, exportQueueOptionsFromEnv } from './export-queue.js';
 import { createSpanExporter } from './exporter.js';
 
 export interface TelemetryOptions {
   /** Present when traces go to a collector: `--otlp [ENDPOINT]`; no endpoint means the OTEL_* variables decide. */
-  otlp?: { endpoint: string | undefined };
+  otlp?: {
+    endpoint: string | undefined;
+    /** Instead of the OTEL_BSP_* variables and podwire's defaults (tests: a shorter backoff). */
+    queue?: Partial<ExportQueueOptions>;
+  };
   /** Present when `--metrics [HOST:]PORT` asked for a Prometheus endpoint. */
   metrics?: { host: string; port: number };
-  /** Status lines for the daemon's own output (drops, collector back). */
+  /** Status lines for the daemon's own output (collector down, drops, collector back). */
   status: (event: StatusEvent) => void;
+  /** The export's counters, each time they move (spans exported or dropped). */
+  counters?: (counters: ExportCounters) => void;
 }
 
 /** The ids a span gets are set just before it starts, so that the OTLP trace has the ids of the Jaeger file. */
@@ -67,21 +74,57 @@ export function parseListenAddress(
   return { host: (match[1] ?? '127.0.0.1').replace(/^\[|\]$/g, ''), port };
 }
 
-/** Drops are said at once the first time, then at most every 10 s as a sum, so a dead collector does not flood. */
-class DropReporter {
-  private pending: Record<DropReason, number> = { 'queue-full': 0, 'export-failed': 0 };
+/**
+ * What podwire says of the export, in status lines: an outage once when it starts (the first failed attempt) and
+ * once when it ends (the next export that goes through, with what was dropped meanwhile), however many spans and
+ * batches it takes; drops outside an outage (rejected spans, a queue that overflows while the collector is up)
+ * at once the first time, then at most every 10 s as a sum, so that a collector in trouble does not flood.
+ */
+class ExportReporter {
+  private outage: { since: number; error: string } | null = null;
+  /** Dropped and not yet said: during an outage, until it ends; else until the next line. */
+  private pending = noDrops();
   private lastError: string | null = null;
   private timer: NodeJS.Timeout | null = null;
   private lastReportAt = 0;
 
   constructor(
     private readonly destination: OtlpDestination,
+    private readonly maxQueueSize: number,
     private readonly queue: () => ExportQueue,
     private readonly status: (event: StatusEvent) => void,
+    private readonly onCounters: (counters: ExportCounters) => void,
   ) {}
+
+  private droppedTotal(): number {
+    const dropped = this.queue().counters.dropped;
+    return dropReasons.reduce((sum, reason) => sum + dropped[reason], 0);
+  }
+
+  failed(error: string, retrying: boolean): void {
+    if (this.outage) return;
+    this.outage = { since: Date.now(), error };
+    const then = retrying
+      ? `podwire keeps the newest ${this.maxQueueSize} spans and sends them once it can`
+      : 'the spans are dropped';
+    this.status(
+      status(
+        'export-failed',
+        `otlp: cannot deliver spans (${error}); is the collector at ${this.destination.url} up? ${then}; tracing goes on`,
+        {
+          exporter: 'otlp',
+          error,
+          retrying,
+          dropped: this.take(),
+          droppedTotal: this.droppedTotal(),
+        },
+      ),
+    );
+  }
 
   dropped(count: number, reason: DropReason, error: string | null): void {
     this.pending[reason] += count;
+    if (this.outage) return;
     if (error) this.lastError = error;
     const wait = this.lastReportAt + 10_000 - Date.now();
     if (wait <= 0) this.report();
@@ -89,39 +132,70 @@ class DropReporter {
   }
 
   resumed(): void {
-    this.report();
+    const outage = this.outage;
+    this.outage = null;
+    if (!outage) return;
+    const dropped = this.take();
+    const total = dropReasons.reduce((sum, reason) => sum + dropped[reason], 0);
+    const seconds = Math.round((Date.now() - outage.since) / 100) / 10;
     this.status(
-      status('export-resumed', `otlp: the collector at ${this.destination.url} takes spans again`, {
-        exporter: 'otlp',
-      }),
+      status(
+        'export-resumed',
+        `otlp: the collector at ${this.destination.url} takes spans again after ${seconds} s; ${total === 0 ? 'no span was dropped' : `${total} spans were dropped meanwhile (${this.why(dropped)})`}`,
+        {
+          exporter: 'otlp',
+          outageSeconds: seconds,
+          dropped,
+          droppedTotal: this.droppedTotal(),
+        },
+      ),
     );
   }
 
-  report(): void {
+  counted(): void {
+    this.onCounters(this.queue().counters);
+  }
+
+  private take(): Record<DropReason, number> {
+    const taken = this.pending;
+    this.pending = noDrops();
+    return taken;
+  }
+
+  private why(dropped: Record<DropReason, number>): string {
+    const said: Record<DropReason, string> = {
+      'queue-full': 'pushed out of the queue by newer ones',
+      'export-failed': 'refused',
+      rejected: 'rejected by the collector',
+    };
+    return dropReasons
+      .filter((reason) => dropped[reason] > 0)
+      .map((reason) => `${dropped[reason]} ${said[reason]}`)
+      .join(', ');
+  }
+
+  /** Says the drops not yet said; at the end, those of an outage still going on too. */
+  report({ final = false } = {}): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const full = this.pending['queue-full'];
-    const failed = this.pending['export-failed'];
-    if (full + failed === 0) return;
+    if (this.outage && !final) return;
+    const dropped = this.take();
+    const total = dropReasons.reduce((sum, reason) => sum + dropped[reason], 0);
+    if (total === 0) return;
     this.lastReportAt = Date.now();
-    this.pending = { 'queue-full': 0, 'export-failed': 0 };
-    const why = [
-      failed > 0
-        ? `${failed} in exports that failed${this.lastError ? ` (${this.lastError})` : ''}`
-        : '',
-      full > 0 ? `${full} because the queue was full` : '',
-    ]
-      .filter(Boolean)
-      .join(', ');
-    const counters = this.queue().counters;
+    const error = this.outage?.error ?? this.lastError;
+    const while_ = this.outage
+      ? `the collector at ${this.destination.url} did not take spans until podwire stopped`
+      : `is the collector at ${this.destination.url} well? Tracing goes on`;
     this.status(
       status(
         'export-failed',
-        `otlp: ${full + failed} spans dropped, ${why}; is the collector at ${this.destination.url} up? Tracing goes on`,
+        `otlp: ${total} spans dropped (${this.why(dropped)}${error ? `: ${error}` : ''}); ${while_}`,
         {
           exporter: 'otlp',
-          dropped: { 'queue-full': full, 'export-failed': failed },
-          droppedTotal: counters.dropped['queue-full'] + counters.dropped['export-failed'],
+          ...(error ? { error } : {}),
+          dropped,
+          droppedTotal: this.droppedTotal(),
         },
       ),
     );
@@ -133,16 +207,23 @@ export async function startTelemetry(
 ): Promise<Telemetry | { error: string }> {
   let destination: OtlpDestination | null = null;
   let queue: ExportQueue | null = null;
-  let reporter: DropReporter | null = null;
+  let reporter: ExportReporter | null = null;
   if (options.otlp) {
     const protocol = protocolFromEnv();
     if (typeof protocol !== 'string') return protocol;
     const chosen = otlpDestination(options.otlp.endpoint, protocol);
     if ('error' in chosen) return chosen;
     destination = chosen;
-    const made = new DropReporter(chosen, () => queue as ExportQueue, options.status);
+    const queueOptions = { ...exportQueueOptionsFromEnv(), ...options.otlp.queue };
+    const made = new ExportReporter(
+      chosen,
+      queueOptions.maxQueueSize,
+      () => queue as ExportQueue,
+      options.status,
+      options.counters ?? (() => {}),
+    );
     reporter = made;
-    queue = new ExportQueue(createSpanExporter(chosen), exportQueueOptionsFromEnv(), made);
+    queue = new ExportQueue(createSpanExporter(chosen), queueOptions, made);
   }
   let prometheus: PrometheusExporter | null = null;
   if (options.metrics) {
@@ -196,7 +277,7 @@ export async function startTelemetry(
     async shutdown() {
       // At most 10 s for a collector that is away: stopping must not hang on it.
       await queue?.shutdown(10_000);
-      reporter?.report();
+      reporter?.report({ final: true });
       await sdk.shutdown().catch(() => undefined);
     },
   };

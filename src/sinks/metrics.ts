@@ -3,7 +3,7 @@
 import type { Counter, Histogram } from '@opentelemetry/api';
 import type { HandshakeRecord, PhaseRecord } from '../correlate/record.js';
 import type { StatusEvent } from '../events.js';
-import type { DropReason } from '../otel/export-queue.js';
+import { type DropReason, dropReasons } from '../otel/drops.js';
 import type { Telemetry } from '../otel/telemetry.js';
 import type { Sink } from './ndjson.js';
 
@@ -85,11 +85,11 @@ export class MetricsSink implements Sink {
     });
     meter
       .createObservableCounter('podwire_spans_dropped_total', {
-        description: 'Spans not delivered to the OTLP collector (queue full, or the export failed)',
+        description:
+          'Spans not delivered to the OTLP collector: pushed out of a full queue, refused, or rejected by it',
       })
       .addCallback((result) => {
-        for (const reason of ['queue-full', 'export-failed'] as const)
-          result.observe(droppedSpans()?.[reason] ?? 0, { reason });
+        for (const reason of dropReasons) result.observe(droppedSpans()?.[reason] ?? 0, { reason });
       });
     // Counters that have not moved yet are still shown (as 0), so that rates and alerts have a series from the start.
     for (const outcome of ['ok', 'failed', 'incomplete']) {

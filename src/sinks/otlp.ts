@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import type { HandshakeRecord } from '../correlate/record.js';
 import { type StatusEvent, status } from '../events.js';
 import { type OtlpProtocol, otlpDestination, protocolFromEnv } from '../otel/destination.js';
-import type { DropReason, ExportCounters } from '../otel/export-queue.js';
+import { type DropReason, type ExportCounters, noDrops } from '../otel/drops.js';
 import { recordText, type Sink } from './ndjson.js';
 
 export interface ExportWorkerSetup {
@@ -22,6 +22,7 @@ export type ExportWorkerReply =
   | { type: 'error'; message: string }
   | { type: 'status'; event: StatusEvent }
   | { type: 'ack'; records: number; counters: ExportCounters }
+  | { type: 'counters'; counters: ExportCounters }
   | { type: 'stopped'; counters: ExportCounters };
 
 export interface OtlpSinkOptions extends ExportWorkerSetup {
@@ -38,10 +39,13 @@ export class OtlpSink implements Sink {
   private acknowledged = 0;
   private postScheduled = false;
   private waiters: (() => void)[] = [];
+  /** Spans of records this side dropped before they reached the worker. */
   private dropped = 0;
+  /** Said once each time the worker falls behind; said again only after it has caught up. */
+  private behindSaid = false;
   private stopped: Promise<void> | null = null;
   /** What the worker said last, plus the records this side dropped before they reached it. */
-  counters: ExportCounters = { exported: 0, dropped: { 'queue-full': 0, 'export-failed': 0 } };
+  counters: ExportCounters = { exported: 0, dropped: noDrops() };
 
   private constructor(
     private readonly worker: Worker,
@@ -87,17 +91,18 @@ export class OtlpSink implements Sink {
 
   private reply(message: ExportWorkerReply): void {
     if (message.type === 'status') this.options.status(message.event);
-    if (message.type === 'ack' || message.type === 'stopped') {
+    if (message.type === 'ack' || message.type === 'stopped' || message.type === 'counters') {
       this.counters = {
         exported: message.counters.exported,
         dropped: {
+          ...message.counters.dropped,
           'queue-full': message.counters.dropped['queue-full'] + this.dropped,
-          'export-failed': message.counters.dropped['export-failed'],
         },
       };
     }
     if (message.type === 'ack') {
       this.acknowledged += message.records;
+      if (this.unacknowledged <= maxUnacknowledged.live / 2) this.behindSaid = false;
       if (this.unacknowledged <= maxUnacknowledged.replay / 2)
         for (const resolve of this.waiters.splice(0)) resolve();
     }
@@ -124,13 +129,15 @@ export class OtlpSink implements Sink {
   private drop(spans: number): void {
     this.dropped += spans;
     this.counters.dropped['queue-full'] += spans;
+    if (this.behindSaid) return;
+    this.behindSaid = true;
     this.options.status(
       status(
         'export-failed',
-        `otlp: ${spans} spans dropped: the export thread is ${this.unacknowledged} records behind; tracing goes on`,
+        `otlp: spans dropped: the export thread is ${this.unacknowledged} records behind; the records it has no room for are not sent until it catches up (counted in podwire_spans_dropped_total); tracing goes on`,
         {
           exporter: 'otlp',
-          dropped: { 'queue-full': spans, 'export-failed': 0 } satisfies Record<DropReason, number>,
+          dropped: { ...noDrops(), 'queue-full': spans } satisfies Record<DropReason, number>,
         },
       ),
     );

@@ -2,8 +2,10 @@
 //
 // It speaks OTLP/HTTP (protobuf and JSON, gzip or not, POST /v1/traces) and OTLP/gRPC
 // (TraceService/Export), decoding with the schema subset in ./proto. It is no collector: it keeps every
-// span in memory, never answers with partial success, and reports a body it cannot read as a 400 (HTTP) or
-// INVALID_ARGUMENT (gRPC), noting why in `errors`.
+// span in memory and reports a body it cannot read as a 400 (HTTP) or INVALID_ARGUMENT (gRPC), noting why in
+// `errors`. A test can make it misbehave as a collector in trouble does (`behave`, `down`, `up`): those answers
+// are fakes of a collector's, made here because a real collector cannot be told to give them on cue; what
+// podwire does when it meets them is real.
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -63,9 +65,39 @@ export interface OtlpReceiver {
   contentEncodings: string[];
   /** Why requests were refused, one line each. */
   errors: string[];
+  /** Per request, in arrival order: when it came, how it was answered, how many spans it carried. */
+  answers: Answer[];
   /** Resolves, with the spans so far, once at least n arrived; rejects after timeoutMs saying how many did. */
   waitForSpans(n: number, timeoutMs?: number): Promise<ReceivedSpan[]>;
+  /** How the requests from now on are answered (`{ kind: 'ok' }` to recover). */
+  behave(behaviour: Behaviour): void;
+  /** The port closed, as a collector that is down: connections refused. Spans received so far are kept. */
+  down(): Promise<void>;
+  /** Listening again on the same port, answering as `behave` last said. */
+  up(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * How the receiver answers, as a collector in trouble would (fakes of its answers, see the top of this file):
+ * - `refuse`: HTTP `status` (with `Retry-After: retryAfterSeconds` when given), as a collector whose memory
+ *   limiter or queue refuses data; over gRPC 503 is UNAVAILABLE and 429 RESOURCE_EXHAUSTED. No span is kept.
+ * - `slow`: every answer comes `delayMs` after the request; its spans count as received when answered.
+ * - `partial`: OTLP partial success: the last `rejectSpans` spans of each request are rejected with `message`,
+ *   the others kept.
+ */
+export type Behaviour =
+  | { kind: 'ok' }
+  | { kind: 'refuse'; status: 503 | 429; retryAfterSeconds?: number }
+  | { kind: 'slow'; delayMs: number }
+  | { kind: 'partial'; rejectSpans: number; message: string };
+
+export interface Answer {
+  /** Epoch ms the request arrived. */
+  at: number;
+  /** `ok`, `partial`, `refused 503`, `refused 429`, or `unreadable`. */
+  answer: string;
+  spans: number;
 }
 
 // ---- the request as decoded: protobuf (bytes, longs as strings) and OTLP/JSON (hex, strings or numbers) ----
@@ -272,6 +304,8 @@ function receivedSpans(request: WireExportRequest): ReceivedSpan[] {
 /** What both transports share: the spans so far, the bookkeeping, and who waits for what. */
 class SpanStore {
   readonly spans: ReceivedSpan[] = [];
+  readonly answers: Answer[] = [];
+  behaviour: Behaviour = { kind: 'ok' };
   requests = 0;
   readonly contentTypes: string[] = [];
   readonly contentEncodings: string[] = [];
@@ -284,10 +318,31 @@ class SpanStore {
     this.contentEncodings.push(contentEncoding);
   }
 
-  /** Adds the request's spans; throws, adding none, when it cannot read one of them. */
-  add(request: WireExportRequest): void {
-    this.spans.push(...receivedSpans(request));
+  /**
+   * Answers a readable request as `behaviour` says: the spans kept, or a refusal, and after how long. Throws,
+   * keeping none, when it cannot read one of the spans.
+   */
+  async take(request: WireExportRequest): Promise<Taken> {
+    const spans = receivedSpans(request);
+    const behaviour = this.behaviour;
+    const answer: Answer = { at: Date.now(), answer: 'ok', spans: spans.length };
+    this.answers.push(answer);
+    if (behaviour.kind === 'refuse') {
+      answer.answer = `refused ${behaviour.status}`;
+      return { refused: behaviour.status, retryAfterSeconds: behaviour.retryAfterSeconds };
+    }
+    if (behaviour.kind === 'slow')
+      await new Promise((resolve) => setTimeout(resolve, behaviour.delayMs));
+    let rejected: Taken['rejected'];
+    if (behaviour.kind === 'partial' && behaviour.rejectSpans > 0) {
+      const count = Math.min(behaviour.rejectSpans, spans.length);
+      spans.splice(spans.length - count, count);
+      answer.answer = 'partial';
+      rejected = { count, message: behaviour.message };
+    }
+    this.spans.push(...spans);
     for (const check of this.waiters) check();
+    return { refused: null, rejected };
   }
 
   refuse(reason: string): void {
@@ -317,6 +372,25 @@ class SpanStore {
   }
 }
 
+/** What a request came to, for the transport to answer. */
+interface Taken {
+  refused: 503 | 429 | null;
+  retryAfterSeconds?: number;
+  rejected?: { count: number; message: string };
+}
+
+/** ExportTraceServiceResponse, with partial_success when spans were rejected. */
+function exportResponse(taken: Taken): object {
+  return taken.rejected
+    ? {
+        partialSuccess: {
+          rejectedSpans: String(taken.rejected.count),
+          errorMessage: taken.rejected.message,
+        },
+      }
+    : {};
+}
+
 const defaultWaitMs = 5_000;
 const grpcGracefulShutdownMs = 2_000;
 
@@ -326,12 +400,17 @@ export async function startOtlpReceiver(
   options: { port?: number } = {},
 ): Promise<OtlpReceiver> {
   const store = new SpanStore();
-  const { port, close } =
-    protocol === 'grpc'
-      ? await listenGrpc(store, options.port ?? 0)
-      : await listenHttp(store, options.port ?? 0);
+  const listen = (at: number) =>
+    protocol === 'grpc' ? listenGrpc(store, at) : listenHttp(store, at);
+  let listening: Listening | null = await listen(options.port ?? 0);
+  const port = listening.port;
   // A test closes it to play "collector down" and its cleanup closes it again.
   let closing: Promise<void> | undefined;
+  const down = async () => {
+    const was = listening;
+    listening = null;
+    await was?.close();
+  };
   return {
     protocol,
     endpoint: `http://127.0.0.1:${port}`,
@@ -343,9 +422,17 @@ export async function startOtlpReceiver(
     contentTypes: store.contentTypes,
     contentEncodings: store.contentEncodings,
     errors: store.errors,
+    answers: store.answers,
     waitForSpans: (n, timeoutMs = defaultWaitMs) => store.waitForSpans(n, timeoutMs),
+    behave: (behaviour) => {
+      store.behaviour = behaviour;
+    },
+    down,
+    up: async () => {
+      listening ??= await listen(port);
+    },
     close: () => {
-      closing ??= close();
+      closing ??= down();
       return closing;
     },
   };
@@ -414,19 +501,36 @@ async function handleHttp(
     return refuse(415, `content-encoding ${contentEncoding}: send gzip or nothing`);
   }
   let body = Buffer.concat(chunks);
+  let taken: Taken;
   try {
     if (contentEncoding === 'gzip') body = gunzipSync(body);
-    store.add(
+    taken = await store.take(
       contentType === protobufType
         ? (exportMethod().requestDeserialize(body) as WireExportRequest)
         : (JSON.parse(body.toString('utf8')) as WireExportRequest),
     );
   } catch (error) {
+    store.answers.push({ at: Date.now(), answer: 'unreadable', spans: 0 });
     return refuse(400, `cannot read the ${contentType} body: ${(error as Error).message}`);
   }
-  // An empty ExportTraceServiceResponse: all accepted.
+  if (taken.refused !== null) {
+    response.writeHead(taken.refused, {
+      'content-type': 'text/plain',
+      ...(taken.retryAfterSeconds === undefined
+        ? {}
+        : { 'retry-after': String(taken.retryAfterSeconds) }),
+    });
+    response.end(taken.refused === 429 ? 'too many requests' : 'unavailable');
+    return;
+  }
+  // An ExportTraceServiceResponse: empty when all were accepted.
+  const answer = exportResponse(taken);
   response.writeHead(200, { 'content-type': contentType });
-  response.end(contentType === protobufType ? exportMethod().responseSerialize({}) : '{}');
+  response.end(
+    contentType === protobufType
+      ? exportMethod().responseSerialize(answer)
+      : JSON.stringify(answer),
+  );
 }
 
 async function listenGrpc(store: SpanStore, port: number): Promise<Listening> {
@@ -434,15 +538,20 @@ async function listenGrpc(store: SpanStore, port: number): Promise<Listening> {
   server.addService(traceServiceDefinition(), {
     Export: (call: ServerUnaryCall<WireExportRequest, object>, callback: sendUnaryData<object>) => {
       store.request('application/grpc', 'unknown');
-      try {
-        store.add(call.request);
-      } catch (error) {
-        const reason = `cannot read the request: ${(error as Error).message}`;
-        store.refuse(`gRPC Export: ${reason}`);
-        callback({ code: status.INVALID_ARGUMENT, details: reason });
-        return;
-      }
-      callback(null, {});
+      store.take(call.request).then(
+        (taken) => {
+          if (taken.refused === 503) callback({ code: status.UNAVAILABLE, details: 'unavailable' });
+          else if (taken.refused === 429)
+            callback({ code: status.RESOURCE_EXHAUSTED, details: 'too many requests' });
+          else callback(null, exportResponse(taken));
+        },
+        (error: unknown) => {
+          const reason = `cannot read the request: ${(error as Error).message}`;
+          store.answers.push({ at: Date.now(), answer: 'unreadable', spans: 0 });
+          store.refuse(`gRPC Export: ${reason}`);
+          callback({ code: status.INVALID_ARGUMENT, details: reason });
+        },
+      );
     },
   });
   const bound = await new Promise<number>((resolve, reject) =>
