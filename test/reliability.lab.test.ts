@@ -10,6 +10,8 @@ import { isRoot, labState, podwire, rootReason } from './lab/node.js';
 import {
   type Created,
   childrenOf,
+  createPods,
+  deletePods,
   inexact,
   labHandshakeSteps,
   labTeardownSteps,
@@ -66,29 +68,8 @@ async function ready(trace: Trace): Promise<void> {
   );
 }
 
-async function createPods(count: number, parallel: number): Promise<Created['pods']> {
-  const result = await podwire(
-    'lab',
-    'pods',
-    'create',
-    '--count',
-    String(count),
-    '--parallel',
-    String(parallel),
-    '--json',
-  );
-  if (result.code !== 0) throw new Error(`lab pods create failed: ${result.stderr}`);
-  return (JSON.parse(result.stdout) as Created).pods;
-}
-
-async function deletePods(pods: Created['pods']): Promise<void> {
-  const ids = pods.map((pod) => pod.sandboxId).filter((id): id is string => id !== null);
-  const result = await podwire('lab', 'pods', 'delete', ...ids);
-  if (result.code !== 0) throw new Error(`lab pods delete failed: ${result.stderr}`);
-}
-
 /**
- * Churn: `rounds` times, 10 pods created 10 at a time, then deleted, while `trace` runs; then every pod's handshake
+ * Churn: `rounds` times, 10 pods created 10 at a time, then deleted while the next 10 are created, while `trace` runs; then every pod's handshake
  * and teardown, judged against what CRI said. Returns the records by pod and the lines saying how each is wrong.
  */
 async function churn(
@@ -100,15 +81,19 @@ async function churn(
 }> {
   const pods: Created['pods'] = [];
   const started = performance.now();
+  // The pods of one round are deleted while the next round's are created, as on a node whose pods churn.
+  let deleting: Promise<void> = Promise.resolve();
   for (let round = 0; round < rounds; round++) {
     const made = await createPods(10, 10);
     pods.push(...made);
-    await deletePods(made);
+    await deleting;
+    deleting = deletePods(made);
     if ((round + 1) % 10 === 0)
       console.log(
         `churn: ${pods.length} pods in ${((performance.now() - started) / 1000).toFixed(0)} s`,
       );
   }
+  await deleting;
   const ids = new Set(pods.map((pod) => pod.sandboxId));
   const settled = () => {
     const seen = trace.lines.filter(

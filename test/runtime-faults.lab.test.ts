@@ -7,7 +7,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../src/correlate/record.js';
 import { isRoot, labState, podwire, rootReason } from './lab/node.js';
-import { type Created, inexact, labHandshakeSteps, labTeardownSteps, Trace } from './lab/traced.js';
+import {
+  createPods,
+  deletePods,
+  inexact,
+  labHandshakeSteps,
+  labTeardownSteps,
+  Trace,
+} from './lab/traced.js';
 
 const sidDir = '.cache/containerd-sid/usr/bin';
 
@@ -15,20 +22,9 @@ type Status = { kind: 'status'; state: string; message: string; version?: string
 
 /** Creates and deletes `count` pods; every handshake and teardown must be exact against CRI. */
 async function expectTracedExactly(trace: Trace, count: number): Promise<void> {
-  const made = await podwire(
-    'lab',
-    'pods',
-    'create',
-    '--count',
-    String(count),
-    '--parallel',
-    String(count),
-    '--json',
-  );
-  expect(made.code, made.stderr).toBe(0);
-  const pods = (JSON.parse(made.stdout) as Created).pods;
+  const pods = await createPods(count, count);
   const ids = pods.map((pod) => pod.sandboxId as string);
-  expect((await podwire('lab', 'pods', 'delete', ...ids)).code).toBe(0);
+  await deletePods(pods);
   await trace.waitFor(`${count} teardowns`, () =>
     ids.every((id) => trace.records('teardown').some((r) => r.sandboxId === id)),
   );

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CreatedPod } from '../../src/lab/pods.js';
 import {
   bridge,
   hostLinks,
@@ -20,16 +21,7 @@ import {
 } from './node.js';
 
 interface CreateJson {
-  pods: {
-    name: string;
-    namespace: string;
-    uid: string;
-    sandboxId: string | null;
-    ip: string | null;
-    netns: string | null;
-    runPodSandboxMs: number;
-    error: string | null;
-  }[];
+  pods: CreatedPod[];
   created: number;
   failed: number;
   runPodSandboxMs: { p50: number | null; p95: number | null };

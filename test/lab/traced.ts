@@ -10,18 +10,13 @@ import {
 } from 'node:fs';
 import { expect } from 'vitest';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
+import type { CreatedPod } from '../../src/lab/pods.js';
+import { bridgeHandshakeSteps } from '../correlate/recordings.js';
 import { podwire } from './node.js';
 
+/** What `podwire lab pods create --json` prints. */
 export interface Created {
-  pods: {
-    name: string;
-    namespace: string;
-    uid: string;
-    sandboxId: string | null;
-    ip: string | null;
-    netns: string | null;
-    error: string | null;
-  }[];
+  pods: CreatedPod[];
 }
 
 export type Line = HandshakeRecord | { kind: 'status'; state: string; message: string };
@@ -164,18 +159,7 @@ export async function oneMorePod(trace: Trace, after: string): Promise<Handshake
 }
 
 /** The steps every handshake on the lab has (its bridge network), under `cri RunPodSandbox`. */
-export const labHandshakeSteps = [
-  'cri RunPodSandbox',
-  'netns create',
-  'cni ADD loopback',
-  'cni ADD bridge',
-  'ipam host-local',
-  'veth create',
-  'bridge attach',
-  'addr add',
-  'route add',
-  'sandbox start',
-];
+export const labHandshakeSteps = ['cri RunPodSandbox', ...bridgeHandshakeSteps];
 
 /** The steps every teardown on the lab has. */
 export const labTeardownSteps = [
@@ -216,4 +200,27 @@ export function inexact(
     if (record.netns !== pod.netns) wrong.push(`netns ${record.netns} (CRI: ${pod.netns})`);
   }
   return wrong;
+}
+
+/** `podwire lab pods create`, as the kubelet would: `count` pods, `parallel` at a time. */
+export async function createPods(count: number, parallel: number): Promise<CreatedPod[]> {
+  const result = await podwire(
+    'lab',
+    'pods',
+    'create',
+    '--count',
+    String(count),
+    '--parallel',
+    String(parallel),
+    '--json',
+  );
+  if (result.code !== 0) throw new Error(`lab pods create failed: ${result.stderr}`);
+  return (JSON.parse(result.stdout) as Created).pods;
+}
+
+/** `podwire lab pods delete` of these pods: StopPodSandbox, then RemovePodSandbox. */
+export async function deletePods(pods: CreatedPod[]): Promise<void> {
+  const ids = pods.map((pod) => pod.sandboxId).filter((id): id is string => id !== null);
+  const result = await podwire('lab', 'pods', 'delete', ...ids);
+  if (result.code !== 0) throw new Error(`lab pods delete failed: ${result.stderr}`);
 }
