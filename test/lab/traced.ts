@@ -10,7 +10,12 @@ import {
 } from 'node:fs';
 import { expect } from 'vitest';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
-import type { CreatedPod } from '../../src/lab/pods.js';
+import { labPaths } from '../../src/lab/paths.js';
+import {
+  type CreatedPod,
+  createPods as createLabPods,
+  deletePods as deleteLabPods,
+} from '../../src/lab/pods.js';
 import { bridgeHandshakeSteps } from '../correlate/recordings.js';
 import { podwire } from './node.js';
 
@@ -202,25 +207,27 @@ export function inexact(
   return wrong;
 }
 
-/** `podwire lab pods create`, as the kubelet would: `count` pods, `parallel` at a time. */
+/**
+ * `count` pods, `parallel` at a time, created as `podwire lab pods create` does (its code, in this process: a
+ * churn of hundreds of pods does not start a CLI for each round).
+ */
 export async function createPods(count: number, parallel: number): Promise<CreatedPod[]> {
-  const result = await podwire(
-    'lab',
-    'pods',
-    'create',
-    '--count',
-    String(count),
-    '--parallel',
-    String(parallel),
-    '--json',
+  const pods = await createLabPods(
+    labPaths(),
+    { count, parallel, namespace: 'default', prefix: 'lab', withContainer: false },
+    () => undefined,
   );
-  if (result.code !== 0) throw new Error(`lab pods create failed: ${result.stderr}`);
-  return (JSON.parse(result.stdout) as Created).pods;
+  const failed = pods.filter((pod) => pod.error);
+  if (failed.length > 0) throw new Error(`RunPodSandbox failed: ${failed[0]?.error}`);
+  return pods;
 }
 
-/** `podwire lab pods delete` of these pods: StopPodSandbox, then RemovePodSandbox. */
+/** StopPodSandbox, then RemovePodSandbox, of these pods, all at once, as `podwire lab pods delete` does each. */
 export async function deletePods(pods: CreatedPod[]): Promise<void> {
   const ids = pods.map((pod) => pod.sandboxId).filter((id): id is string => id !== null);
-  const result = await podwire('lab', 'pods', 'delete', ...ids);
-  if (result.code !== 0) throw new Error(`lab pods delete failed: ${result.stderr}`);
+  const deleted = (
+    await Promise.all(ids.map((id) => deleteLabPods(labPaths(), [id], () => undefined)))
+  ).flat();
+  const failed = deleted.filter((pod) => pod.error);
+  if (failed.length > 0) throw new Error(`deleting ${failed[0]?.sandboxId}: ${failed[0]?.error}`);
 }
