@@ -53,7 +53,9 @@ function readReport(name, code, file) {
   for (const suite of report.failedSuites ?? []) {
     notRun += suite.testsNotRun ?? 0;
     const where = suite.suite ? `${suite.file} > ${suite.suite}` : suite.file;
-    const lost = suite.testsNotRun ? ` (${suite.testsNotRun} test${suite.testsNotRun === 1 ? "" : "s"} did not run)` : '';
+    const lost = suite.testsNotRun
+      ? ` (${suite.testsNotRun} test${suite.testsNotRun === 1 ? '' : 's'} did not run)`
+      : '';
     fail(
       `${name}: ${where} failed outside its tests (a hook, or the file not loading): ${suite.message}${lost}`,
     );
