@@ -417,6 +417,11 @@ describe.skipIf(!isRoot)(
           message: string;
           droppedTotal?: number;
         }[];
+      // Records for the exporter to fail on: three pods created and deleted while no collector listens.
+      const created = await podwire('lab', 'pods', 'create', '--count', '3', '--json');
+      expect(created.code, created.stderr).toBe(0);
+      await trace.waitFor('3 handshakes', () => trace.records('handshake').length >= 3);
+      expect((await podwire('lab', 'pods', 'delete', '--all')).code).toBe(0);
       await trace.waitFor('an export-failed status', () =>
         statuses().some((s) => s.state === 'export-failed'),
       );
