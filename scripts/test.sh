@@ -10,21 +10,25 @@ summary=()
 
 echo "== lint"
 npm run --silent lint
-summary+=(--stage "lint (npm run lint)" "$?")
+status=$?
+summary+=(--stage "lint (npm run lint)" "$status")
 
 # The containerd 2.x tests fail, naming why, when this could not fetch it.
 bash scripts/fetch-containerd-sid.sh
 
 report=(--reporter=default --reporter=./scripts/test-report.mjs)
-echo "== tests on Node.js $(node --version)"
+node=$(node --version)
+echo "== tests on Node.js $node"
 npx vitest run "${report[@]}" --outputFile.json=.cache/vitest-node20.json
-summary+=(--vitest "tests on Node.js $(node --version)" "$?" .cache/vitest-node20.json)
+status=$? # taken at once: a $(...) in the next line would reset $?
+summary+=(--vitest "tests on Node.js $node" "$status" .cache/vitest-node20.json)
 
 if node22=$(bash scripts/node22.sh) && [ -n "$node22" ]; then
   echo "== unit tests on Node.js $("$node22" --version)"
   "$node22" node_modules/vitest/vitest.mjs run --project unit "${report[@]}" \
     --outputFile.json=.cache/vitest-node22.json
-  summary+=(--vitest "unit tests on Node.js 22" "$?" .cache/vitest-node22.json)
+  status=$?
+  summary+=(--vitest "unit tests on Node.js 22" "$status" .cache/vitest-node22.json)
 else
   summary+=(--stage "unit tests on Node.js 22 (scripts/node22.sh could not install Node.js 22: they did not run)" 1)
 fi

@@ -1,7 +1,7 @@
 // The closing line of npm test counts every failure and names it: fed the reports of real vitest runs over tiny test
 // files in a temp dir (a failing beforeAll, an unhandled rejection, a file that does not load, a crash).
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -144,4 +144,59 @@ ${passing}`,
       'tests: 1 passed, 1 failed, 0 skipped',
     ]);
   }, 60_000);
+});
+
+/**
+ * scripts/test.sh with its stages replaced by stubs (npm for lint, npx for vitest, node22.sh and the Node.js 22
+ * binary): the real stages take the whole suite and the lab, so the stubs stand in for them to check how test.sh
+ * hands each stage's exit code to the summary. The summary itself is the real one.
+ */
+function testSh(name: string, stubs: { npm: number; npx: number; node22: string }) {
+  const dir = join(scratch, name);
+  mkdirSync(join(dir, 'scripts'), { recursive: true });
+  mkdirSync(join(dir, 'bin'));
+  copyFileSync(join(repo, 'scripts/test.sh'), join(dir, 'scripts/test.sh'));
+  copyFileSync(join(repo, 'scripts/test-summary.mjs'), join(dir, 'scripts/test-summary.mjs'));
+  const stub = (file: string, text: string) =>
+    writeFileSync(join(dir, file), `#!/bin/sh\n${text}\n`, { mode: 0o755 });
+  stub('bin/npm', `exit ${stubs.npm}`);
+  stub('bin/npx', `exit ${stubs.npx}`);
+  stub('scripts/fetch-containerd-sid.sh', 'exit 0');
+  stub('scripts/node22.sh', stubs.node22);
+  stub('bin/node22', 'exit 2');
+  const run = spawnSync('bash', [join(dir, 'scripts/test.sh')], {
+    encoding: 'utf8',
+    env: { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}` },
+  });
+  const lines = run.stdout.trim().split('\n');
+  return { code: run.status, closing: lines.filter((l) => /^(failed|tests): /.test(l)) };
+}
+
+describe('scripts/test.sh', () => {
+  it('hands the summary each stage that failed or did not run: lint, a crashed vitest, no Node.js 22', () => {
+    const result = testSh('all-failing', { npm: 1, npx: 3, node22: 'exit 1' });
+    expect(result.code).toBe(1);
+    expect(result.closing).toEqual([
+      'failed: lint (npm run lint): exited 1',
+      expect.stringMatching(
+        /^failed: tests on Node\.js v\d+\.\d+\.\d+: no report at \.cache\/vitest-node20\.json, vitest exited 3: /,
+      ),
+      'failed: unit tests on Node.js 22 (scripts/node22.sh could not install Node.js 22: they did not run): exited 1',
+      'tests: 0 passed, 3 failed, 0 skipped',
+    ]);
+  });
+
+  it('passes on the exit code of the Node.js 22 run, and of a vitest that exited 0 without a report', () => {
+    const result = testSh('node22-crash', { npm: 0, npx: 0, node22: 'echo "$PWD/bin/node22"' });
+    expect(result.code).toBe(1);
+    expect(result.closing).toEqual([
+      expect.stringMatching(
+        /^failed: tests on Node\.js v[\d.]+: no report at .*, vitest exited 0: /,
+      ),
+      expect.stringMatching(
+        /^failed: unit tests on Node\.js 22: no report at \.cache\/vitest-node22\.json, vitest exited 2: /,
+      ),
+      'tests: 0 passed, 2 failed, 0 skipped',
+    ]);
+  });
 });
