@@ -105,6 +105,18 @@ class Relay implements Sink {
   }
 }
 
+const stdoutClosed = new Error('the reader of stdout went away');
+
+/** Put first among a replay's sinks: ends the replay, before the record reaches any sink, once stdout is gone. */
+function untilGone(stdout: NdjsonSink): Sink {
+  return {
+    write: () => {
+      if (stdout.gone) throw stdoutClosed;
+    },
+    close: async () => {},
+  };
+}
+
 function fail(command: string, message: string): never {
   console.error(`podwire ${command}: ${message}`);
   process.exit(2);
@@ -196,10 +208,15 @@ export function registerTrace(program: Command): void {
         // The sinks are opened (and their options checked, with a one-line error) before the timeline takes the
         // terminal; what they say meanwhile waits for it.
         const timeline = wantsTimeline(options) ? new Relay() : null;
+        // A reader of stdout that went away (`podwire trace | head -3`) stops the tracer as a SIGINT does.
+        let readerLeft = () => {};
+        const readerGone = new Promise<void>((resolve) => {
+          readerLeft = resolve;
+        });
         const { sinks, telemetry, exportState } = await openSinks(
           'trace',
           options,
-          timeline ?? new NdjsonSink(process.stdout),
+          timeline ?? new NdjsonSink(process.stdout, () => readerLeft()),
         );
         const tui = timeline
           ? (await import('../tui/index.js')).startTui({
@@ -242,6 +259,7 @@ export function registerTrace(program: Command): void {
             process.once('SIGINT', stop);
             process.once('SIGTERM', stop);
             void tui?.quit.then(stop);
+            void readerGone.then(stop);
           });
         } finally {
           if (rate) clearInterval(rate);
@@ -270,12 +288,16 @@ export function registerTrace(program: Command): void {
         options: SinkOptions & { json?: boolean; tui?: boolean; instant?: boolean },
       ) => {
         if (!wantsTimeline(options)) {
-          const { sinks, telemetry } = await openSinks(
-            'replay',
-            options,
-            new NdjsonSink(process.stdout),
-          );
-          await replayFile(file, sinks);
+          // A reader of stdout that went away (`podwire replay FILE | head`) ends the replay at its next record.
+          const stdout = new NdjsonSink(process.stdout, () => {});
+          const { sinks, telemetry } = await openSinks('replay', options, stdout);
+          try {
+            await replayFile(file, [untilGone(stdout), ...sinks]);
+          } catch (error) {
+            if (error !== stdoutClosed) throw error;
+            // replayFile stopped before closing the sinks: what they hold (the Jaeger file, the collector) is flushed.
+            for (const sink of sinks) await sink.close();
+          }
           await telemetry?.shutdown();
           return;
         }

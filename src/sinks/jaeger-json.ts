@@ -1,7 +1,7 @@
 // The Jaeger trace file (--jaeger-json): what Jaeger's UI opens with no backend, to attach to a bug report.
 // The format's traps (docs/records.md): numbers in microseconds, references (not parentSpanID), no tag without key.
 
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { HandshakeRecord } from '../correlate/record.js';
 import type { StatusEvent } from '../events.js';
@@ -76,12 +76,21 @@ export function jaegerTrace(record: HandshakeRecord, node = hostname()): Record<
   };
 }
 
+const opening = '{"data":[';
+const closing = '\n]}\n';
+
 /**
- * Writes `{"data":[` first and each trace as its record arrives, so that a long run does not hold them all; the
- * closing `]}` comes at close(). A write that fails (full disk) is said once on stderr and counted; tracing goes on.
+ * A file that is valid JSON after every write, so that it still opens after a kill -9 or an OOM kill: the file opens
+ * as `{"data":[` and the closing `]}`, and each trace is written over the closing with a new closing after it, in one
+ * positional write, as its record arrives (a long run does not hold the traces). A write that fails (a full disk)
+ * is said once on stderr and counted, the closing is put back, and tracing goes on.
  */
 export class JaegerJsonSink implements Sink {
-  private readonly stream: WriteStream;
+  private fd: number | null = null;
+  /** Whether the file holds `{"data":[` and the closing yet (a full disk may refuse even that). */
+  private begun = false;
+  /** Where the closing starts: the next trace is written there. */
+  private end = opening.length;
   private traces = 0;
   failedWrites = 0;
 
@@ -89,26 +98,73 @@ export class JaegerJsonSink implements Sink {
     readonly file: string,
     private readonly node = hostname(),
   ) {
-    this.stream = createWriteStream(file);
-    this.stream.on('error', (error) => {
-      if (this.failedWrites++ === 0)
-        process.stderr.write(
-          `podwire: cannot write the Jaeger file ${file}: ${error.message} (free space or pass another --jaeger-json path); tracing goes on\n`,
-        );
-    });
-    this.stream.write('{"data":[');
+    try {
+      this.fd = openSync(file, 'w');
+      this.begin();
+    } catch (error) {
+      this.failed(error);
+    }
   }
 
   write(record: HandshakeRecord | StatusEvent): void {
     if (record.kind === 'status') return;
     const text = JSON.stringify(jaegerTrace(record, this.node));
-    this.stream.write(`${this.traces++ === 0 ? '\n' : ',\n'}${text}`);
+    const trace = Buffer.from(`${this.traces === 0 ? '\n' : ',\n'}${text}`);
+    if (this.fd === null) {
+      this.failedWrites++;
+      return;
+    }
+    try {
+      if (!this.begun) this.begin();
+      this.writeAt(Buffer.concat([trace, Buffer.from(closing)]), this.end);
+      this.end += trace.length;
+      this.traces++;
+    } catch (error) {
+      this.failed(error);
+      if (this.begun) this.putClosingBack();
+    }
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.stream.end('\n]}\n', () => resolve());
-      this.stream.once('error', () => resolve());
-    });
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+    return Promise.resolve();
+  }
+
+  private begin(): void {
+    this.writeAt(Buffer.from(opening + closing), 0);
+    this.begun = true;
+  }
+
+  private writeAt(bytes: Buffer, position: number): void {
+    let written = 0;
+    while (written < bytes.length)
+      written += writeSync(
+        this.fd as number,
+        bytes,
+        written,
+        bytes.length - written,
+        position + written,
+      );
+  }
+
+  /**
+   * After a write that stopped part way: the closing again where it was (those bytes were the old closing, so no new
+   * space is needed) and the part after it cut off, so the file holds the traces before this one.
+   */
+  private putClosingBack(): void {
+    try {
+      this.writeAt(Buffer.from(closing), this.end);
+      ftruncateSync(this.fd as number, this.end + closing.length);
+    } catch {
+      // Said already; the next write tries again.
+    }
+  }
+
+  private failed(error: unknown): void {
+    if (this.failedWrites++ === 0)
+      process.stderr.write(
+        `podwire: cannot write the Jaeger file ${this.file}: ${(error as Error).message} (free space or pass another --jaeger-json path); tracing goes on\n`,
+      );
   }
 }

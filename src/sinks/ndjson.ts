@@ -23,20 +23,37 @@ export function recordText(record: HandshakeRecord | StatusEvent): string {
 }
 
 export class NdjsonSink implements Sink {
-  constructor(private readonly stream: Writable) {
-    // A reader that went away (`podwire replay FILE | head`) ends the output, not the process with a stack trace.
+  /** Set once the stream failed: nothing more is written to it. */
+  private broken = false;
+
+  /**
+   * `readerGone`: what to do when the reader went away (`podwire trace | head -3`: EPIPE), the same stop as a
+   * SIGINT, so that the other sinks get every record and the probes are removed. Without it, the process ends there.
+   */
+  constructor(
+    private readonly stream: Writable,
+    readerGone: () => void = () => process.exit(0),
+  ) {
     stream.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EPIPE') process.exit(0);
+      if (this.broken) return;
+      this.broken = true;
+      if (error.code === 'EPIPE') return readerGone();
       process.stderr.write(`podwire: cannot write the output: ${error.message}\n`);
       process.exitCode = 1;
     });
   }
 
   write(record: HandshakeRecord | StatusEvent): void {
-    this.stream.write(`${recordText(record)}\n`);
+    if (!this.broken) this.stream.write(`${recordText(record)}\n`);
+  }
+
+  /** Whether the reader went away or the stream failed: a source that can stop early (replay) stops. */
+  get gone(): boolean {
+    return this.broken;
   }
 
   close(): Promise<void> {
+    if (this.broken) return Promise.resolve();
     return new Promise((resolve) => {
       if (this.stream === process.stdout) this.stream.write('', () => resolve());
       else this.stream.end(() => resolve());

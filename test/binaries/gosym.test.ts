@@ -4,7 +4,8 @@
 // toolchain on these machines, so those paths are not exercised here (and not faked): the tables below are the
 // ones real Debian builds carry. The build info parser gets a synthetic ELF, since its format is a documented blob.
 //
-// containerd 2.x comes from Debian sid, unpacked into .cache/containerd-sid by scripts/fetch-containerd-sid.sh.
+// containerd 2.x comes from Debian sid, unpacked into .cache/containerd-sid by scripts/fetch-containerd-sid.sh: its
+// tests fail, with the reason, when it is missing (test/binaries/sid.ts).
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -29,9 +30,9 @@ import {
   returnOffsets,
   returnSites,
 } from '../../src/binaries/gosym.js';
+import { requireSid, sidContainerd as SID_CONTAINERD } from './sid.js';
 
 const DEBIAN_CONTAINERD = '/usr/bin/containerd';
-const SID_CONTAINERD = '.cache/containerd-sid/usr/bin/containerd';
 const hasObjdump = (() => {
   try {
     execFileSync('objdump', ['--version'], { stdio: 'ignore' });
@@ -185,59 +186,57 @@ describe.skipIf(!existsSync(DEBIAN_CONTAINERD))(
   },
 );
 
-describe.skipIf(!existsSync(SID_CONTAINERD))(
-  `containerd 2.x from Debian sid${existsSync(SID_CONTAINERD) ? '' : ` (skipped: needs ${SID_CONTAINERD}: apt-get download containerd from sid and dpkg -x it there)`}`,
-  () => {
-    let elf: ElfImage;
-    let functions: GoFunctionTable;
-    beforeAll(() => {
-      elf = load(SID_CONTAINERD);
-      functions = table(elf);
-    });
+describe('containerd 2.x from Debian sid', () => {
+  let elf: ElfImage;
+  let functions: GoFunctionTable;
+  beforeAll(() => {
+    requireSid();
+    elf = load(SID_CONTAINERD);
+    functions = table(elf);
+  });
 
-    it('has a Go 1.20+ table with textStart 0, so runtime.text comes from .go.module', () => {
-      const info = readGoBuildInfo(elf);
-      if (typeof info === 'string') throw new Error(info);
-      expect(info.goVersion).toMatch(/^go1\.(2[6-9]|[3-9]\d)\./);
-      expect(info.path).toBe('github.com/containerd/containerd/v2/cmd/containerd');
-      expect(functions.magic).toBe(0xfffffff1);
-      expect(functions.format).toBe('go1.20+');
-      expect(functions.textStartSource).toBe('moduledata');
-      expect(sectionByName(elf, '.go.module')).toBeDefined();
-      // runtime.text opens the Go part of .text; a cgo build puts C code before it.
-      const text = sectionByName(elf, '.text');
-      expect(functions.textStart).toBeGreaterThanOrEqual(text?.addr ?? Number.POSITIVE_INFINITY);
-      expect(functions.functions[0]?.entry).toBe(functions.textStart);
-    });
+  it('has a Go 1.20+ table with textStart 0, so runtime.text comes from .go.module', () => {
+    const info = readGoBuildInfo(elf);
+    if (typeof info === 'string') throw new Error(info);
+    expect(info.goVersion).toMatch(/^go1\.(2[6-9]|[3-9]\d)\./);
+    expect(info.path).toBe('github.com/containerd/containerd/v2/cmd/containerd');
+    expect(functions.magic).toBe(0xfffffff1);
+    expect(functions.format).toBe('go1.20+');
+    expect(functions.textStartSource).toBe('moduledata');
+    expect(sectionByName(elf, '.go.module')).toBeDefined();
+    // runtime.text opens the Go part of .text; a cgo build puts C code before it.
+    const text = sectionByName(elf, '.text');
+    expect(functions.textStart).toBeGreaterThanOrEqual(text?.addr ?? Number.POSITIVE_INFINITY);
+    expect(functions.functions[0]?.entry).toBe(functions.textStart);
+  });
 
-    it('names the 2.x handlers under v2/internal/cri/server and cri-api without a vendor path', () => {
-      for (const method of METHODS) {
-        expect(functionByName(functions, `${CRI_SERVER_2}.${method}`), method).toBeDefined();
-        expect(
-          functionByName(
-            functions,
-            `k8s.io/cri-api/pkg/apis/runtime/v1._RuntimeService_${method}_Handler`,
-          ),
-        ).toBeDefined();
-      }
-    });
+  it('names the 2.x handlers under v2/internal/cri/server and cri-api without a vendor path', () => {
+    for (const method of METHODS) {
+      expect(functionByName(functions, `${CRI_SERVER_2}.${method}`), method).toBeDefined();
+      expect(
+        functionByName(
+          functions,
+          `k8s.io/cri-api/pkg/apis/runtime/v1._RuntimeService_${method}_Handler`,
+        ),
+      ).toBeDefined();
+    }
+  });
 
-    it.skipIf(!hasObjdump)('maps entries to the bytes objdump shows, and finds RETs', async () => {
-      for (const method of METHODS) {
-        const fn = functionByName(functions, `${CRI_SERVER_2}.${method}`);
-        if (!fn) throw new Error(method);
-        const offset = vaddrToFileOffset(elf, fn.entry);
-        if (typeof offset === 'string') throw new Error(offset);
-        const expected = objdumpFirstInstructionBytes(SID_CONTAINERD, fn.entry);
-        expect(elf.data.subarray(offset, offset + expected.length).equals(expected)).toBe(true);
-        const offsets = await returnOffsets(SID_CONTAINERD, fn, elf);
-        if (!Array.isArray(offsets)) throw new Error(offsets.error);
-        expect(offsets.length).toBeGreaterThan(0);
-        for (const ret of offsets) expect(elf.data[ret]).toBe(0xc3);
-      }
-    });
-  },
-);
+  it.skipIf(!hasObjdump)('maps entries to the bytes objdump shows, and finds RETs', async () => {
+    for (const method of METHODS) {
+      const fn = functionByName(functions, `${CRI_SERVER_2}.${method}`);
+      if (!fn) throw new Error(method);
+      const offset = vaddrToFileOffset(elf, fn.entry);
+      if (typeof offset === 'string') throw new Error(offset);
+      const expected = objdumpFirstInstructionBytes(SID_CONTAINERD, fn.entry);
+      expect(elf.data.subarray(offset, offset + expected.length).equals(expected)).toBe(true);
+      const offsets = await returnOffsets(SID_CONTAINERD, fn, elf);
+      if (!Array.isArray(offsets)) throw new Error(offsets.error);
+      expect(offsets.length).toBeGreaterThan(0);
+      for (const ret of offsets) expect(elf.data[ret]).toBe(0xc3);
+    }
+  });
+});
 
 describe('files that are not Go binaries', () => {
   it('reports the missing function table of a C program', () => {

@@ -20,9 +20,9 @@ import {
   type RuntimeInspection,
 } from '../../src/binaries/runtime.js';
 import { expectEntryProbe } from './entry-probe.js';
+import { requireSid, sidContainerd as SID_CONTAINERD } from './sid.js';
 
 const DEBIAN_CONTAINERD = '/usr/bin/containerd';
-const SID_CONTAINERD = '.cache/containerd-sid/usr/bin/containerd';
 const hasObjdump = (() => {
   try {
     execFileSync('objdump', ['--version'], { stdio: 'ignore' });
@@ -99,11 +99,12 @@ describe.skipIf(!existsSync(DEBIAN_CONTAINERD) || !hasObjdump)(
   },
 );
 
-describe.skipIf(!existsSync(SID_CONTAINERD) || !hasObjdump)(
-  `containerd 2.x from Debian sid${existsSync(SID_CONTAINERD) && hasObjdump ? '' : ` (skipped: needs ${SID_CONTAINERD} and objdump: see test/binaries/gosym.test.ts)`}`,
+describe.skipIf(!hasObjdump)(
+  `containerd 2.x from Debian sid${hasObjdump ? '' : ' (skipped: needs objdump: npm run setup installs it)'}`,
   () => {
     let inspection: RuntimeInspection;
     beforeAll(async () => {
+      requireSid();
       inspection = await inspect(SID_CONTAINERD);
     }, 30_000);
 

@@ -1,11 +1,12 @@
 // The Jaeger trace file from real recordings: what Jaeger's UI needs to open it (docs/records.md), and what a user
 // checks in it — one trace per record, the tree, the times, the pod's attributes, the failure.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
-import { JaegerJsonSink } from '../../src/sinks/jaeger-json.js';
+import { JaegerJsonSink, jaegerTrace } from '../../src/sinks/jaeger-json.js';
 import { readRecording, replay } from '../correlate/recordings.js';
 import type { JaegerSpan as Span, JaegerTrace as Trace } from '../otel/traces.js';
 
@@ -153,14 +154,15 @@ describe('a handshake whose runtime passed a TRACEPARENT to the plugins', async 
 describe('a Jaeger file that cannot be written', () => {
   it('says so once and counts it, and the records still flow', async () => {
     const records = recorded('ipam-exhausted.ndjson');
-    const sink = new JaegerJsonSink(join(scratch, 'no-such-dir', 'trace.json'), 'node-1');
     const said: string[] = [];
     const write = process.stderr.write;
     process.stderr.write = ((text: string) => {
       said.push(text);
       return true;
     }) as typeof process.stderr.write;
+    let sink: JaegerJsonSink;
     try {
+      sink = new JaegerJsonSink(join(scratch, 'no-such-dir', 'trace.json'), 'node-1');
       for (const record of records) expect(() => sink.write(record)).not.toThrow();
       await sink.close();
     } finally {
@@ -169,5 +171,75 @@ describe('a Jaeger file that cannot be written', () => {
     expect(sink.failedWrites).toBeGreaterThan(0);
     expect(said).toHaveLength(1);
     expect(said[0]).toMatch(/cannot write the Jaeger file .*no-such-dir.*tracing goes on/);
+  });
+});
+
+describe('a Jaeger file read while podwire runs, as a kill -9 or an OOM kill leaves it', () => {
+  const records = recorded('ten-pods-plugin-uprobes.ndjson');
+
+  it('is valid JSON after every record, holding each trace written so far', () => {
+    const file = join(scratch, 'live.json');
+    const sink = new JaegerJsonSink(file, 'node-1');
+    const read = () => (JSON.parse(readFileSync(file, 'utf8')) as { data: Trace[] }).data;
+    expect(read()).toEqual([]);
+    records.forEach((record, i) => {
+      sink.write(record);
+      const traces = read();
+      expect(traces, `after record ${i + 1}`).toHaveLength(i + 1);
+      expect(traces[i]).toEqual(jaegerTrace(record, 'node-1'));
+    });
+    // Never closed, as after a kill -9: the file is already whole.
+    expect(read()).toEqual(records.map((record) => jaegerTrace(record, 'node-1')));
+  });
+
+  it('stays valid JSON when the disk fills part way through a trace, says so once, and goes on', () => {
+    // A real short write: the file size limit (ulimit -f, SIGXFSZ ignored) ends a write part way with EFBIG, as a
+    // full disk ends it with ENOSPC. The sink runs in a child of its own (the built dist/, npm run build first).
+    const input = join(scratch, 'records.ndjson');
+    writeFileSync(input, records.map((record) => `${JSON.stringify(record)}\n`).join(''));
+    const file = join(scratch, 'limited.json');
+    const child = `
+      import { readFileSync } from 'node:fs';
+      import { JaegerJsonSink } from '${process.cwd()}/dist/src/sinks/jaeger-json.js';
+      const sink = new JaegerJsonSink(process.argv[1], 'node-1');
+      for (const line of readFileSync(process.argv[2], 'utf8').split('\\n').filter(Boolean)) {
+        sink.write(JSON.parse(line));
+        let traces;
+        try { traces = JSON.parse(readFileSync(process.argv[1], 'utf8')).data.length; } catch { traces = 'invalid'; }
+        console.log(traces);
+      }
+      await sink.close();
+      console.log('failed writes', sink.failedWrites);`;
+    const limitKb = 24;
+    const run = spawnSync(
+      'bash',
+      [
+        '-c',
+        `trap '' XFSZ; ulimit -f ${limitKb}; exec node --input-type=module -e "$0" "$1" "$2"`,
+        child,
+        file,
+        input,
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(run.status, run.stderr).toBe(0);
+    const lines = run.stdout.trim().split('\n');
+    const counts = lines.slice(0, records.length);
+    expect(counts).not.toContain('invalid');
+    // A record whose write was refused adds no trace; a smaller one after it may still fit.
+    const kept = records.filter(
+      (_, i) => Number(counts[i]) > (i === 0 ? 0 : Number(counts[i - 1])),
+    );
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept.length).toBeLessThan(records.length);
+    expect(lines.at(-1)).toBe(`failed writes ${records.length - kept.length}`);
+    expect(run.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(
+        /^podwire: cannot write the Jaeger file .*limited\.json: .*too large.*tracing goes on$/,
+      ),
+    ]);
+    const traces = (JSON.parse(readFileSync(file, 'utf8')) as { data: Trace[] }).data;
+    expect(traces).toEqual(kept.map((record) => jaegerTrace(record, 'node-1')));
+    expect(readFileSync(file).length).toBeLessThanOrEqual(limitKb * 1024);
   });
 });
