@@ -321,7 +321,11 @@ describe.skipIf(!isRoot)(
       const stopping = trace.lines.slice(before).filter((l) => l.kind === 'status');
       expect(stopping.filter((l) => l.state.startsWith('probe-'))).toEqual([]);
       expect(stopping.at(-1)?.state).toBe('stopped');
-      expect(readFileSync('/sys/kernel/tracing/uprobe_events', 'utf8')).not.toMatch(/podwire_/);
+      // Its janitor removes the CRI probes once it has exited: the kernel takes a few seconds for them.
+      const events = () => readFileSync('/sys/kernel/tracing/uprobe_events', 'utf8');
+      for (let waited = 0; /podwire_/.test(events()) && waited < 10_000; waited += 100)
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(events()).not.toMatch(/podwire_/);
       const replayed = await new Promise<string>((resolve, reject) => {
         const child = spawn(
           'node',
@@ -460,7 +464,8 @@ describe.skipIf(!isRoot)(
 
     it('killed with -9 (an OOM kill), leaves no bpftrace or reader behind, and the next podwire starts and traces', async () => {
       const children = childrenOf(trace.pid);
-      expect(children.map((child) => child.comm).sort()).toEqual(['bpftrace', 'cat']);
+      // bpftrace, its trace_pipe reader, and the janitor (a shell) that removes the CRI probes after it.
+      expect(children.map((child) => child.comm).sort()).toEqual(['bpftrace', 'cat', 'sh']);
       const killed = trace.pid;
       process.kill(killed, 'SIGKILL');
       await trace.exitCode;
@@ -468,17 +473,17 @@ describe.skipIf(!isRoot)(
       while (children.some((child) => running(child.pid)) && Date.now() < deadline)
         await new Promise((resolve) => setTimeout(resolve, 100));
       expect(children.filter((child) => running(child.pid))).toEqual([]);
-      // The next daemon, as a DaemonSet restarts it: it clears what the dead one left in tracefs and traces.
+      // Its janitor removed what it placed in tracefs, without waiting for another podwire.
+      expect(
+        readFileSync('/sys/kernel/tracing/uprobe_events', 'utf8').includes(`p:podwire_${killed}_`),
+      ).toBe(false);
+      // The next daemon, as a DaemonSet restarts it, finds nothing left to clear, and traces.
       trace = new Trace(join(scratch, 'after-kill.ndjson'), ['--plugin-probes', 'syscalls']);
       await trace.waitFor('the ready status', () =>
         trace.lines.some((l) => l.kind === 'status' && l.state === 'ready'),
       );
       const statuses = trace.lines.filter((l) => l.kind === 'status').map((l) => l.message);
-      expect(statuses).toEqual(
-        expect.arrayContaining([
-          expect.stringMatching(/removed uprobe events left by a podwire that died/),
-        ]),
-      );
+      expect(statuses.filter((m) => /left by a podwire that died/.test(m))).toEqual([]);
       expect(
         readdirSync(tmpdir()).filter((entry) => entry.startsWith(`podwire-probe-${killed}-`)),
       ).toEqual([]);

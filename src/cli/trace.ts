@@ -265,7 +265,7 @@ export function registerTrace(program: Command): void {
           if (rate) clearInterval(rate);
           if (tui) {
             tui.destroy();
-            progress('podwire trace: stopping (detaching the probes takes about 10 s)');
+            progress('podwire trace: stopping');
           }
         }
         await tracer.stop();
