@@ -1,7 +1,7 @@
 // Turns probe lines into typed events, reading each as its declaration says (probe-lines.ts) and joining the chunks
 // that bpftrace's string limit makes the probes print separately.
 import type { ProbeEvent } from '../events.js';
-import { bytesOfWords, FieldReader, type ProbeLine, unescapeJson } from './lines.js';
+import { bytesOfWords, FieldReader, type ProbeLine, textOfWords, unescapeJson } from './lines.js';
 import {
   bufferChunk,
   type Field,
@@ -13,8 +13,9 @@ import {
 } from './probe-lines.js';
 
 type FieldOf<T extends ProbeTag> = (typeof probeLines)[T]['fields'][number];
+/** A repeated words field: each value as printed (its words), read by the builder as it needs. */
 type ValueOf<F> = F extends { repeats: true }
-  ? Uint8Array[]
+  ? string[]
   : F extends { type: 'int' | 'uint' }
     ? number
     : F extends { type: 'words' }
@@ -84,10 +85,9 @@ function readField(f: FieldReader, field: Field): unknown {
     case 'rest':
       return f.rest();
     case 'words': {
-      if (!field.repeats) return bytesOfWords([f.string()], -1);
-      const slots: Uint8Array[] = [];
-      for (let slot = f.string(); slot !== ''; slot = f.string())
-        slots.push(bytesOfWords([slot], -1));
+      if (!field.repeats) return bytesOfWords(f.string(), -1);
+      const slots: string[] = [];
+      for (let slot = f.string(); slot !== ''; slot = f.string()) slots.push(slot);
       return slots;
     }
     default: {
@@ -177,14 +177,11 @@ export class Assembler {
     },
     cni_envs_w: (l, v, out) => {
       // Each slot a variable's NAME=value NUL-terminated, zeros when not there.
-      for (const bytes of v.slots) {
-        const end = bytes.indexOf(0);
+      for (const slot of v.slots) {
+        const bytes = textOfWords(slot, -1, 'utf8');
+        const end = bytes.indexOf('\0');
         if (end === 0) continue;
-        const text = Buffer.from(
-          bytes.buffer,
-          bytes.byteOffset,
-          end < 0 ? bytes.length : end,
-        ).toString();
+        const text = end < 0 ? bytes : bytes.slice(0, end);
         if (end < 0)
           out.problems.push(
             `${l.tag} of pid ${l.pid}: a slot without its NUL: "${text.slice(0, 40)}"`,
