@@ -265,6 +265,21 @@ export class Pipeline {
     return behind;
   }
 
+  /**
+   * What the pipeline holds now: events in the reorder window, values the assemblers wait to complete, handshakes
+   * and teardowns in flight. Each is bounded (maxHeldEvents, a chunk count per thread, maxInFlight) and empty
+   * after finish().
+   */
+  holds(): { events: number; partialValues: number; inFlight: number } {
+    let partialValues = 0;
+    for (const assembler of this.assemblers.values()) partialValues += assembler.pending;
+    return {
+      events: this.held.length - this.head,
+      partialValues,
+      inFlight: this.correlator.inFlight,
+    };
+  }
+
   /** Whether events wait in the reorder window (the live daemon drains them when input is idle). */
   get holding(): boolean {
     return this.head < this.held.length;

@@ -64,9 +64,16 @@ function digitsEnd(json: string, from: number, end: number): number {
   return i;
 }
 
-/** A JSON string body's value (a field or FieldReader.restEscaped's text); throws on an escape JSON lacks. */
+/** What JSON.parse must look at in a string body: an escape, or what JSON forbids there (a quote, a control). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+const notPlainJson = /["\\\x00-\x1f]/;
+
+/**
+ * A JSON string body's value (a field or FieldReader.restEscaped's text); throws on what a JSON string cannot hold
+ * (an escape JSON lacks, a bare quote or control character: a damaged line read in place).
+ */
 export function unescapeJson(body: string): string {
-  return body.indexOf('\\') < 0 ? body : (JSON.parse(`"${body}"`) as string);
+  return notPlainJson.test(body) ? (JSON.parse(`"${body}"`) as string) : body;
 }
 
 /** The decimal digits json[from, to) as a number (whole up to 15 digits). */
@@ -158,6 +165,15 @@ export class FieldReader {
     return unescapeJson(text);
   }
 
+  /** The next field as bpftrace's JSON wrote it: for words, where anything but hex digits and spaces is damage. */
+  escaped(): string {
+    if (this.at > this.end) return '';
+    const to = fieldEnd(this.json, this.at, this.end);
+    const text = this.json.slice(this.at, to);
+    this.at = to + 2;
+    return text;
+  }
+
   /** The next field as a decimal integer, NaN when it is not one or missing. */
   int(): number {
     if (this.at > this.end) return Number.NaN;
@@ -202,8 +218,14 @@ export function parseBpftraceLine(raw: string): BpftraceOutput {
       : raw.startsWith(compactPrintfPrefix)
         ? compactPrintfPrefix.length
         : -1;
-    // The closing quote must not be an escaped one.
-    if (start >= 0 && start <= stop && !endsWithEscape(raw, start, stop + 1, 0x22)) {
+    // The closing quote must not be an escaped one, and the text ends with printf's newline: a line damaged there
+    // (or cut and closed by something else) is left to JSON.parse, which finds what is wrong with it.
+    if (
+      start >= 0 &&
+      start <= stop &&
+      !endsWithEscape(raw, start, stop + 1, 0x22) &&
+      endsWithEscape(raw, start, stop, 0x6e /* n */)
+    ) {
       const line = parseEscapedProbeLine(raw, start, stop);
       return typeof line === 'string'
         ? { type: 'malformed', text: raw.slice(start, Math.min(stop, start + 200)), why: line }
@@ -313,6 +335,10 @@ function bytesAtMost(chunks: string | readonly string[], length: number): number
   return length >= 0 && length < most ? length : most;
 }
 
+/** Whether the last bytesOfWords or textOfWords found its text all words (up to the length it was given). */
+let wordsWhole = true;
+export const lastWordsWhole = (): boolean => wordsWhole;
+
 /** Decodes the words of `chunks` into out[from, limit); returns where the bytes end. */
 function decodeWords(
   chunks: string | readonly string[],
@@ -320,9 +346,12 @@ function decodeWords(
   from: number,
   limit: number,
 ): number {
+  wordsWhole = false;
   if (typeof chunks === 'string') {
     const next = wordsInto(chunks, out, from, limit);
-    return next < 0 ? ~next : next;
+    if (next < 0) return ~next;
+    wordsWhole = true;
+    return next;
   }
   let n = from;
   for (const chunk of chunks) {
@@ -331,6 +360,7 @@ function decodeWords(
     if (next < 0) return ~next;
     n = next;
   }
+  wordsWhole = true;
   return n;
 }
 
@@ -345,7 +375,7 @@ let slabUsed = 0;
 
 /**
  * The bytes of a buffer printed as words in `chunks` (plain ASCII, hex digits and spaces: nothing to unescape), cut
- * to the `length` the probe reported (-1: all of them). What is not words gives no bytes.
+ * to the `length` the probe reported (-1: all of them). What is not words gives no bytes (and lastWordsWhole() false).
  */
 export function bytesOfWords(chunks: string | readonly string[], length: number): Uint8Array {
   const most = bytesAtMost(chunks, length);
