@@ -32,6 +32,16 @@ export function recordingHeader(text: string | undefined, file: string): Recordi
 export function recordedLine(parsed: unknown): RecordedLine | null {
   if (typeof parsed !== 'object' || parsed === null) return null;
   const line = parsed as Record<string, unknown>;
+  // Nearly every line: a raw line and nothing that makes it another kind (replayLine looks for those keys), taken
+  // as it was parsed rather than copied.
+  if (
+    typeof line.raw === 'string' &&
+    typeof line.src === 'string' &&
+    line.drain === undefined &&
+    line.cri === undefined &&
+    line.probe === undefined
+  )
+    return line as RecordedLine;
   if (line.drain === true) return { drain: true };
   if (typeof line.cri === 'boolean') return { cri: line.cri };
   if (typeof line.src !== 'string') return null;
@@ -45,8 +55,13 @@ export function recordedLine(parsed: unknown): RecordedLine | null {
   return null;
 }
 
+/** A line after the header that could not be read: what was wrong with it, in one line. */
+export class LineProblem {
+  constructor(readonly problem: string) {}
+}
+
 /** One line read after the header: a line in today's format, or what was wrong with it. */
-export type ReadLine = { line: RecordedLine } | { problem: string };
+export type ReadLine = RecordedLine | LineProblem;
 
 /** Whether `text` is nothing but spaces (a blank line, which podwire never writes but an editor may leave). */
 function blank(text: string): boolean {
@@ -77,22 +92,24 @@ class LineReader {
     try {
       parsed = JSON.parse(text);
     } catch {
-      out.push({
-        problem: cut
-          ? `${this.file}:${this.lineNumber}: the last line is cut (the recording stopped while writing it: podwire killed?); skipped, every line before it read`
-          : `${this.file}:${this.lineNumber}: not JSON; skipped`,
-      });
+      out.push(
+        new LineProblem(
+          cut
+            ? `${this.file}:${this.lineNumber}: the last line is cut (the recording stopped while writing it: podwire killed?); skipped, every line before it read`
+            : `${this.file}:${this.lineNumber}: not JSON; skipped`,
+        ),
+      );
       return;
     }
     const line = recordedLine(parsed);
     if (line === null) {
-      out.push({
-        problem: `${this.file}:${this.lineNumber}: not a line podwire records; skipped`,
-      });
+      out.push(
+        new LineProblem(`${this.file}:${this.lineNumber}: not a line podwire records; skipped`),
+      );
       return;
     }
-    if (this.upgrade === null) out.push({ line });
-    else for (const upgraded of this.upgrade(line)) out.push({ line: upgraded });
+    if (this.upgrade === null) out.push(line);
+    else for (const upgraded of this.upgrade(line)) out.push(upgraded);
   }
 }
 
@@ -117,8 +134,8 @@ export function parseRecording(
     read.length = 0;
     reader.readInto(text.slice(from, to), read, cut);
     for (const one of read)
-      if ('line' in one) lines.push(one.line);
-      else problems.push(one.problem);
+      if (one instanceof LineProblem) problems.push(one.problem);
+      else lines.push(one);
     from = to + 1;
   }
   return { header: reader.header, lines, problems };
@@ -241,9 +258,11 @@ export async function openRecording(
     for (let i = from; i < chunk.lines.length; i++) reader.readInto(chunk.lines[i] as string, read);
     if (chunk.cut !== undefined) reader.readInto(chunk.cut, read, true);
     if (chunk.damaged !== undefined)
-      read.push({
-        problem: `${file}: the gzip stream is damaged after the lines read so far (${chunk.damaged}); the rest is not read`,
-      });
+      read.push(
+        new LineProblem(
+          `${file}: the gzip stream is damaged after the lines read so far (${chunk.damaged}); the rest is not read`,
+        ),
+      );
     return read;
   };
   async function* batches(): AsyncGenerator<ReadLine[]> {

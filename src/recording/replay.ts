@@ -4,7 +4,7 @@ import type { HandshakeRecord } from '../correlate/record.js';
 import { type StatusEvent, status } from '../events.js';
 import type { Sink } from '../sinks/ndjson.js';
 import type { RecordedLine, RecordingHeader } from './format.js';
-import { openRecording } from './reader.js';
+import { LineProblem, openRecording } from './reader.js';
 
 /** A recording's line after its header, through the pipeline as the live run put it there. */
 export function replayLine(pipeline: Pipeline, line: RecordedLine): PipelineOutput {
@@ -46,12 +46,12 @@ export async function replayFile(file: string, sinks: Sink[]): Promise<ReplaySum
   let skippedLines = 0;
   for await (const batch of recording.batches) {
     for (const read of batch) {
-      if ('problem' in read) {
+      if (read instanceof LineProblem) {
         skippedLines++;
         emit(status('input-problem', read.problem));
         continue;
       }
-      const out = replayLine(pipeline, read.line);
+      const out = replayLine(pipeline, read);
       if (out.records.length === 0) continue;
       for (const record of out.records) emit(record);
       // Nothing is lost in a replay: a sink that is behind (a collector) is waited for.

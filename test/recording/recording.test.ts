@@ -6,7 +6,12 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type RecordedLine, recordingVersion } from '../../src/recording/format.js';
-import { openRecording, parseRecording, readRecordingFile } from '../../src/recording/reader.js';
+import {
+  LineProblem,
+  openRecording,
+  parseRecording,
+  readRecordingFile,
+} from '../../src/recording/reader.js';
 import { replayFile } from '../../src/recording/replay.js';
 import { RecordingWriter } from '../../src/recording/writer.js';
 import { recordText } from '../../src/sinks/ndjson.js';
@@ -50,7 +55,7 @@ describe('a recording written and read back', () => {
     const streamed = await openRecording(file);
     const seen: unknown[] = [];
     for await (const batch of streamed.batches) seen.push(...batch);
-    expect(seen).toEqual(lines.map((line) => ({ line })));
+    expect(seen).toEqual(lines);
     expect(problems).toEqual([]);
   });
 
@@ -101,9 +106,9 @@ describe('reading what is not a recording of this podwire', () => {
     const seen: unknown[] = [];
     for await (const batch of batches) seen.push(...batch);
     expect(seen).toEqual([
-      { problem: `${file}:2: not JSON; skipped` },
-      { problem: `${file}:3: not a line podwire records; skipped` },
-      { line: { drain: true } },
+      new LineProblem(`${file}:2: not JSON; skipped`),
+      new LineProblem(`${file}:3: not a line podwire records; skipped`),
+      { drain: true },
     ]);
   });
 
