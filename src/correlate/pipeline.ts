@@ -139,16 +139,26 @@ export class Pipeline {
   private tick(source: string, ns: bigint, out: PipelineOutput): void {
     if (this.down.has(source)) return;
     const mark = this.marks.get(source);
-    if (mark === undefined || ns > mark) this.marks.set(source, ns);
+    if (mark === undefined || ns > mark) this.setMark(source, ns);
     if (ns > this.newestNs) this.newestNs = ns;
     this.releaseReady(out);
   }
 
+  /** slowest() as of the last change of a mark (undefined: to be found again); asked for every line. */
+  private slowestKnown: { source: string; mark: bigint } | null | undefined = undefined;
+
+  private setMark(source: string, ns: bigint): void {
+    this.marks.set(source, ns);
+    this.slowestKnown = undefined;
+  }
+
   /** The source that answers ticks and has been read least far, with how far (null when none answers ticks). */
   private slowest(): { source: string; mark: bigint } | null {
+    if (this.slowestKnown !== undefined) return this.slowestKnown;
     let slowest: { source: string; mark: bigint } | null = null;
     for (const [source, mark] of this.marks)
       if (slowest === null || mark < slowest.mark) slowest = { source, mark };
+    this.slowestKnown = slowest;
     return slowest;
   }
 
@@ -174,7 +184,7 @@ export class Pipeline {
     }
     if (newest > this.newestNs) this.newestNs = newest;
     if (mark !== undefined && newest > mark && !this.byTicksOnly.has(source))
-      this.marks.set(source, newest);
+      this.setMark(source, newest);
     this.releaseReady(out);
     if (this.held.length - this.head > this.maxHeldEvents) this.overflow(out);
   }
@@ -248,10 +258,11 @@ export class Pipeline {
     const out: PipelineOutput = { records: [], problems: [] };
     this.release(null, out);
     this.marks.delete(source);
+    this.slowestKnown = undefined;
     this.down.delete(source);
     if (state === 'down') this.down.add(source);
     this.byTicksOnly.delete(source);
-    if (state === 'up' && ticks) this.marks.set(source, 0n);
+    if (state === 'up' && ticks) this.setMark(source, 0n);
     if (state === 'up' && ticks === 'batches') this.byTicksOnly.add(source);
     const down = [...this.down];
     this.correlator.blind =
@@ -274,6 +285,21 @@ export class Pipeline {
     for (const [source, mark] of this.marks)
       if (mark < oldest.ns + reorderWindowNs) behind.push(source);
     return behind;
+  }
+
+  /**
+   * What the pipeline holds now: events in the reorder window, values the assemblers wait to complete, handshakes
+   * and teardowns in flight. Each is bounded (maxHeldEvents, a chunk count per thread, maxInFlight) and empty
+   * after finish().
+   */
+  holds(): { events: number; partialValues: number; inFlight: number } {
+    let partialValues = 0;
+    for (const assembler of this.assemblers.values()) partialValues += assembler.pending;
+    return {
+      events: this.held.length - this.head,
+      partialValues,
+      inFlight: this.correlator.inFlight,
+    };
   }
 
   /** Whether events wait in the reorder window (the live daemon drains them when input is idle). */

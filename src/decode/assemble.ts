@@ -1,7 +1,14 @@
 // Turns probe lines into typed events, reading each as its declaration says (probe-lines.ts) and joining the chunks
 // that bpftrace's string limit makes the probes print separately.
 import type { ProbeEvent } from '../events.js';
-import { bytesOfWords, FieldReader, type ProbeLine, unescapeJson } from './lines.js';
+import {
+  bytesOfWords,
+  FieldReader,
+  lastWordsWhole,
+  type ProbeLine,
+  textOfWords,
+  unescapeJson,
+} from './lines.js';
 import {
   bufferChunk,
   type Field,
@@ -13,8 +20,9 @@ import {
 } from './probe-lines.js';
 
 type FieldOf<T extends ProbeTag> = (typeof probeLines)[T]['fields'][number];
+/** A repeated words field: each value as printed (its words), read by the builder as it needs. */
 type ValueOf<F> = F extends { repeats: true }
-  ? Uint8Array[]
+  ? string[]
   : F extends { type: 'int' | 'uint' }
     ? number
     : F extends { type: 'words' }
@@ -73,21 +81,31 @@ function joinStringChunks(chunks: string[]): string {
   return text;
 }
 
-/** The next field of `f` as `field` is printed. */
+/** The bytes of words; text that is not words throws, for the caller to count the line. */
+function wordsOf(chunks: string | readonly string[], length: number, name: string): Uint8Array {
+  const bytes = bytesOfWords(chunks, length);
+  if (!lastWordsWhole()) throw new Error(`its ${name} is not words (hex digits and spaces)`);
+  return bytes;
+}
+
+/** The next field of `f` (throws when it cannot be read as `field` is printed). */
 function readField(f: FieldReader, field: Field): unknown {
   switch (field.type) {
     case 'int':
-    case 'uint':
-      return f.int();
+    case 'uint': {
+      // A line whose number is damaged or missing is not read on with NaN in it: the caller counts it.
+      const value = f.int();
+      if (Number.isNaN(value)) throw new Error(`its ${field.name} is not a number`);
+      return value;
+    }
     case 'string':
       return f.string();
     case 'rest':
       return f.rest();
     case 'words': {
-      if (!field.repeats) return bytesOfWords([f.string()], -1);
-      const slots: Uint8Array[] = [];
-      for (let slot = f.string(); slot !== ''; slot = f.string())
-        slots.push(bytesOfWords([slot], -1));
+      if (!field.repeats) return wordsOf(f.escaped(), -1, field.name);
+      const slots: string[] = [];
+      for (let slot = f.escaped(); slot !== ''; slot = f.escaped()) slots.push(slot);
       return slots;
     }
     default: {
@@ -177,14 +195,17 @@ export class Assembler {
     },
     cni_envs_w: (l, v, out) => {
       // Each slot a variable's NAME=value NUL-terminated, zeros when not there.
-      for (const bytes of v.slots) {
-        const end = bytes.indexOf(0);
+      for (const slot of v.slots) {
+        const bytes = textOfWords(slot, -1, 'utf8');
+        if (!lastWordsWhole()) {
+          out.problems.push(
+            `${l.tag} of pid ${l.pid}: a slot that is not words: "${slot.slice(0, 40)}"`,
+          );
+          continue;
+        }
+        const end = bytes.indexOf('\0');
         if (end === 0) continue;
-        const text = Buffer.from(
-          bytes.buffer,
-          bytes.byteOffset,
-          end < 0 ? bytes.length : end,
-        ).toString();
+        const text = end < 0 ? bytes : bytes.slice(0, end);
         if (end < 0)
           out.problems.push(
             `${l.tag} of pid ${l.pid}: a slot without its NUL: "${text.slice(0, 40)}"`,
@@ -350,13 +371,26 @@ export class Assembler {
     try {
       this.handle(line, out);
     } catch (error) {
-      out.problems.push(`${line.tag}: ${(error as Error).message}`);
+      out.problems.push(`${line.tag} of pid ${line.pid}: ${(error as Error).message}; skipped`);
     }
+  }
+
+  /** Values waiting for more lines: chunked values not yet whole, CRI entries waiting for their arguments. */
+  get pending(): number {
+    return this.partials.size + this.criArgs.size;
   }
 
   flush(): AssembleResult {
     const out: AssembleResult = { events: [], problems: [] };
-    for (const partial of this.partials.values()) this.complete(partial, out);
+    for (const partial of this.partials.values()) {
+      try {
+        this.complete(partial, out);
+      } catch (error) {
+        out.problems.push(
+          `${partial.first.tag} of pid ${partial.first.pid}: ${(error as Error).message}; skipped`,
+        );
+      }
+    }
     this.partials.clear();
     for (const pending of this.criArgs.values()) out.events.push(criEnter(pending));
     this.criArgs.clear();
@@ -441,7 +475,7 @@ export class Assembler {
     const last = plan.fields[plan.head] as Field;
     values[last.name] =
       spec?.join === 'buffer'
-        ? bytesOfWords(chunks, values[spec.length ?? ''] as number)
+        ? wordsOf(chunks, values[spec.length ?? ''] as number, last.name)
         : joinStringChunks(chunks);
     plan.build(first, values as Values<ProbeTag>, out);
   }

@@ -64,9 +64,16 @@ function digitsEnd(json: string, from: number, end: number): number {
   return i;
 }
 
-/** A JSON string body's value (a field or FieldReader.restEscaped's text); throws on an escape JSON lacks. */
+/** What JSON.parse must look at in a string body: an escape, or what JSON forbids there (a quote, a control). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+const notPlainJson = /["\\\x00-\x1f]/;
+
+/**
+ * A JSON string body's value (a field or FieldReader.restEscaped's text); throws on what a JSON string cannot hold
+ * (an escape JSON lacks, a bare quote or control character: a damaged line read in place).
+ */
 export function unescapeJson(body: string): string {
-  return body.indexOf('\\') < 0 ? body : (JSON.parse(`"${body}"`) as string);
+  return notPlainJson.test(body) ? (JSON.parse(`"${body}"`) as string) : body;
 }
 
 /** The decimal digits json[from, to) as a number (whole up to 15 digits). */
@@ -158,6 +165,15 @@ export class FieldReader {
     return unescapeJson(text);
   }
 
+  /** The next field as bpftrace's JSON wrote it: for words, where anything but hex digits and spaces is damage. */
+  escaped(): string {
+    if (this.at > this.end) return '';
+    const to = fieldEnd(this.json, this.at, this.end);
+    const text = this.json.slice(this.at, to);
+    this.at = to + 2;
+    return text;
+  }
+
   /** The next field as a decimal integer, NaN when it is not one or missing. */
   int(): number {
     if (this.at > this.end) return Number.NaN;
@@ -202,8 +218,14 @@ export function parseBpftraceLine(raw: string): BpftraceOutput {
       : raw.startsWith(compactPrintfPrefix)
         ? compactPrintfPrefix.length
         : -1;
-    // The closing quote must not be an escaped one.
-    if (start >= 0 && start <= stop && !endsWithEscape(raw, start, stop + 1, 0x22)) {
+    // The closing quote must not be an escaped one, and the text ends with printf's newline: a line damaged there
+    // (or cut and closed by something else) is left to JSON.parse, which finds what is wrong with it.
+    if (
+      start >= 0 &&
+      start <= stop &&
+      !endsWithEscape(raw, start, stop + 1, 0x22) &&
+      endsWithEscape(raw, start, stop, 0x6e /* n */)
+    ) {
       const line = parseEscapedProbeLine(raw, start, stop);
       return typeof line === 'string'
         ? { type: 'malformed', text: raw.slice(start, Math.min(stop, start + 200)), why: line }
@@ -248,51 +270,141 @@ for (let digit = 0; digit < 16; digit++) {
   hexValue[digit.toString(16).toUpperCase().charCodeAt(0)] = digit;
 }
 
+/** A hex digit's value by any char code (what charCodeAt gives), -1 for the others: no range check on the way. */
+const hexDigit = new Int8Array(0x10000).fill(-1);
+for (let code = 0; code < hexValue.length; code++) hexDigit[code] = hexValue[code] as number;
+
 /**
  * The bytes of a buffer printed in words (src/probes/program.ts wordsFormat): little-endian 64-bit words in hex
  * without leading zeros, space-separated, so a word's last two digits are its first byte. Decoded into `out` at
- * `offset`; returns the offset after them, or its bitwise not (negative) after the words before text that is not
- * one.
+ * `offset`, up to `limit` bytes; returns the offset after them, or its bitwise not (negative) after the words
+ * before text that is not one (a word is checked whole, past `limit` too).
  */
-function wordsInto(text: string, out: Uint8Array, offset: number): number {
+function wordsInto(text: string, out: Uint8Array, offset: number, limit: number): number {
   let n = offset;
   let start = 0;
-  while (start < text.length && n < out.length) {
+  while (start < text.length && n < limit) {
     let end = text.indexOf(' ', start);
     if (end < 0) end = text.length;
-    if (end === start || end - start > 16) return ~n;
-    for (let i = start; i < end; i++) if ((hexValue[text.charCodeAt(i)] ?? -1) < 0) return ~n;
-    for (let byte = 0; byte < 8 && n < out.length; byte++) {
-      const lowAt = end - 1 - 2 * byte;
-      const low = lowAt >= start ? (hexValue[text.charCodeAt(lowAt)] as number) : 0;
-      const high = lowAt - 1 >= start ? (hexValue[text.charCodeAt(lowAt - 1)] as number) : 0;
-      out[n++] = high * 16 + low;
+    const digits = end - start;
+    if (digits === 0 || digits > 16) return ~n;
+    if (digits === 16 && n + 8 <= limit) {
+      // A whole word (most are): its 8 bytes without a check per digit; any digit that is not one makes `bad`
+      // negative.
+      let bad = 0;
+      for (let byte = 0, at = end - 2; byte < 8; byte++, at -= 2) {
+        const high = hexDigit[text.charCodeAt(at)] as number;
+        const low = hexDigit[text.charCodeAt(at + 1)] as number;
+        bad |= high | low;
+        out[n + byte] = (high << 4) | low;
+      }
+      if (bad < 0) return ~n;
+      n += 8;
+      start = end + 1;
+      continue;
+    }
+    const word = n;
+    let at = end;
+    for (let byte = 0; byte < 8; byte++) {
+      let value = 0;
+      if (at > start) {
+        const low = hexDigit[text.charCodeAt(--at)] as number;
+        if (low < 0) return ~word;
+        value = low;
+        if (at > start) {
+          const high = hexDigit[text.charCodeAt(--at)] as number;
+          if (high < 0) return ~word;
+          value |= high << 4;
+        }
+      }
+      if (n < limit) out[n++] = value;
     }
     start = end + 1;
   }
   return n;
 }
 
-/**
- * The bytes of a buffer printed as words in `chunks` (plain ASCII, hex digits and spaces: nothing to unescape), cut
- * to the `length` the probe reported (-1: all of them). What is not words gives no bytes.
- */
-export function bytesOfWords(chunks: readonly string[], length: number): Uint8Array {
+/** The byte count the words in `chunks` can make at most, cut to `length` (-1: no cut). */
+function bytesAtMost(chunks: string | readonly string[], length: number): number {
   let characters = 0;
-  for (const chunk of chunks) characters += chunk.length;
+  if (typeof chunks === 'string') characters = chunks.length;
+  else for (const chunk of chunks) characters += chunk.length;
   // At most 8 bytes a word, and a word takes at least 2 characters with its space; bytes past `length` (the
   // probe's fixed-size read beyond what was written) are not decoded at all.
   const most = (Math.ceil(characters / 2) + 1) * 8;
-  const out = new Uint8Array(length >= 0 && length < most ? length : most);
-  let n = 0;
+  return length >= 0 && length < most ? length : most;
+}
+
+/** Whether the last bytesOfWords or textOfWords found its text all words (up to the length it was given). */
+let wordsWhole = true;
+export const lastWordsWhole = (): boolean => wordsWhole;
+
+/** Decodes the words of `chunks` into out[from, limit); returns where the bytes end. */
+function decodeWords(
+  chunks: string | readonly string[],
+  out: Uint8Array,
+  from: number,
+  limit: number,
+): number {
+  wordsWhole = false;
+  if (typeof chunks === 'string') {
+    const next = wordsInto(chunks, out, from, limit);
+    if (next < 0) return ~next;
+    wordsWhole = true;
+    return next;
+  }
+  let n = from;
   for (const chunk of chunks) {
-    if (n === out.length) break;
-    const next = wordsInto(chunk, out, n);
-    if (next < 0) {
-      n = ~next;
-      break;
-    }
+    if (n === limit) break;
+    const next = wordsInto(chunk, out, n, limit);
+    if (next < 0) return ~next;
     n = next;
   }
-  return n === out.length ? out : out.slice(0, n);
+  wordsWhole = true;
+  return n;
+}
+
+/**
+ * Buffers are decoded into slabs and handed out as views of them: V8 keeps the bytes of any Uint8Array over 64
+ * bytes outside its heap, which costs ~8 times a view. A slab is small so that the events still held (a handshake
+ * in flight) keep little else alive; a buffer that could take more than an eighth of one gets its own.
+ */
+const slabSize = 8192;
+let slab = new Uint8Array(slabSize);
+let slabUsed = 0;
+
+/**
+ * The bytes of a buffer printed as words in `chunks` (plain ASCII, hex digits and spaces: nothing to unescape), cut
+ * to the `length` the probe reported (-1: all of them). What is not words gives no bytes (and lastWordsWhole() false).
+ */
+export function bytesOfWords(chunks: string | readonly string[], length: number): Uint8Array {
+  const most = bytesAtMost(chunks, length);
+  if (most > slabSize / 8) {
+    const out = new Uint8Array(most);
+    const n = decodeWords(chunks, out, 0, most);
+    return n === most ? out : out.slice(0, n);
+  }
+  if (slabUsed + most > slabSize) {
+    slab = new Uint8Array(slabSize);
+    slabUsed = 0;
+  }
+  const from = slabUsed;
+  const end = decodeWords(chunks, slab, from, from + most);
+  // Each view starts on 8 bytes, as an allocation of its own would.
+  slabUsed = (end + 7) & ~7;
+  return new Uint8Array(slab.buffer, from, end - from);
+}
+
+/** Where text is decoded from words before it is read as a string. */
+let scratch = Buffer.alloc(4096);
+
+/** The bytes of words in `chunks` read as `encoding` text: for a value kept as text, without a buffer of its own. */
+export function textOfWords(
+  chunks: string | readonly string[],
+  length: number,
+  encoding: 'latin1' | 'utf8',
+): string {
+  const most = bytesAtMost(chunks, length);
+  if (scratch.length < most) scratch = Buffer.alloc(most);
+  return scratch.toString(encoding, 0, decodeWords(chunks, scratch, 0, most));
 }

@@ -35,8 +35,14 @@ function versionOne(): (line: RecordedLine) => RecordedLine[] {
   const envChunks = probeLines.cni_env.chunks;
   return (line) => {
     if (!('raw' in line) || !olderLine.test(line.raw)) return [line];
-    const parsed = JSON.parse(line.raw) as { data?: unknown };
-    if (typeof parsed.data !== 'string') return [line];
+    let parsed: { data?: unknown };
+    try {
+      parsed = JSON.parse(line.raw) as { data?: unknown };
+    } catch {
+      // A damaged line: passed on as it is, for the pipeline to count as unreadable.
+      return [line];
+    }
+    if (typeof parsed?.data !== 'string') return [line];
     const data = parsed.data.endsWith('\n') ? parsed.data.slice(0, -1) : parsed.data;
     const fields = data.split('\t');
     const [tag = '', ns, pid, tid] = fields;
