@@ -61,6 +61,8 @@ export class Tracer {
   private rescanTimer: NodeJS.Timeout | null = null;
   private rescanning = false;
   private readyAnnounced = false;
+  /** The sources that have attached at least once. */
+  private everAttached = new WeakSet<ProbeSource>();
   private plugins: PluginSurvey | null = null;
   readonly clockOffsetNs = monotonicToRealtimeOffset();
 
@@ -125,9 +127,12 @@ export class Tracer {
     if (!source) return;
     this.attached.add(name);
     this.probeState(name, 'up', source.tickMode);
+    const again = this.everAttached.has(source);
+    this.everAttached.add(source);
     if (this.readyAnnounced) {
+      // After the start: a source back after it died, or a runtime found later (a new or replaced binary).
       this.emit(
-        status('probe-restarted', `${name}: ${probes} probes attached again`, {
+        status('probe-restarted', `${name}: ${probes} probes attached${again ? ' again' : ''}`, {
           source: name,
           probes,
           restarts: source.restarts,

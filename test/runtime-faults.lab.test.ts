@@ -117,6 +117,15 @@ describe.skipIf(!isRoot)(
           ),
         30_000,
       );
+      // Its CRI probes are in place once its source says it is attached: the pods come after that.
+      const found = statuses().findIndex(
+        (s) => s.state === 'runtime-found' && /containerd 2\.\d+/.test(s.message),
+      );
+      await trace.waitFor('its CRI probes attached', () =>
+        statuses()
+          .slice(found)
+          .some((s) => s.state === 'probe-restarted' && /^cri:.*probes attached$/.test(s.message)),
+      );
       await expectTracedExactly(trace, 5);
     });
   },
