@@ -59,10 +59,11 @@ describe('podwire replay FILE | head -3', () => {
       expect(stderr.trim().split('\n')).toEqual([
         `podwire replay: traces to ${collector.endpoint}/v1/traces (http/protobuf)`,
       ]);
-      // It stopped early: not every record was replayed, and those that were reached both other sinks.
+      // What was replayed reached both other sinks. (Whether it stopped before the end depends on how much of
+      // this small file the replay had read when the pipe closed: it may have read all of it.)
       const traces = (JSON.parse(readFileSync(jaeger, 'utf8')) as { data: JaegerTrace[] }).data;
       expect(traces.length).toBeGreaterThanOrEqual(3);
-      expect(traces.length).toBeLessThan(records.length);
+      expect(traces.length).toBeLessThanOrEqual(records.length);
       expect([...byTrace(collector.spans).keys()].sort()).toEqual(
         traces.map((trace) => trace.traceID).sort(),
       );
