@@ -116,6 +116,11 @@ export class Correlator {
     return this.sandboxes.length + this.teardowns.size;
   }
 
+  /** The pod namespaces it remembers (pinned, their unmount not seen yet): bounded by maxInFlight. */
+  get namespacesKnown(): number {
+    return this.netnsByPath.size;
+  }
+
   private handle(event: ProbeEvent, out: HandshakeRecord[]): void {
     switch (event.kind) {
       case 'cri_enter':
@@ -544,6 +549,13 @@ export class Correlator {
     while (this.netnsOwners.size > this.options.maxInFlight) {
       const oldest = this.netnsOwners.keys().next().value;
       if (oldest !== undefined) this.netnsOwners.delete(oldest);
+    }
+    // Namespaces whose unmount was never seen (events lost) are forgotten, oldest first, past the same bound.
+    while (this.netnsByPath.size > this.options.maxInFlight) {
+      const [key, netns] = this.netnsByPath.entries().next().value as [string, Netns];
+      this.netnsByPath.delete(key);
+      if (netns.inum !== null && this.netnsByInum.get(netns.inum) === netns)
+        this.netnsByInum.delete(netns.inum);
     }
     while (this.sandboxes.length > this.options.maxInFlight) {
       const oldest = this.sandboxes[0];

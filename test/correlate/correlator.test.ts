@@ -1,5 +1,6 @@
 // The correlator on real lab recordings: what a user checks in each handshake and teardown record.
 import { describe, expect, it } from 'vitest';
+import { Correlator } from '../../src/correlate/correlator.js';
 import { type HandshakeRecord, type PhaseRecord, phaseKinds } from '../../src/correlate/record.js';
 import {
   bridgeHandshakeSteps,
@@ -403,5 +404,31 @@ describe('containerd 2.x, where one sandbox id was read one byte short (real rec
         expect.arrayContaining(['cri StopPodSandbox', 'cri RemovePodSandbox', 'cni DEL bridge']),
       );
     }
+  });
+});
+
+describe('a long run whose namespace unmounts are never seen', () => {
+  // Hand-written events: 2,000 pinned namespaces whose unmount is lost, a second apart (a live run losing those
+  // events for hours); the real stack cannot be made to lose exactly these.
+  it('forgets the oldest namespaces past its bound instead of growing without end', () => {
+    const correlator = new Correlator({
+      clockOffsetNs: 0n,
+      criProbes: true,
+      runtime: 'containerd',
+      maxInFlight: 100,
+    });
+    for (let i = 0; i < 2000; i++) {
+      const ns = BigInt(i + 1) * 1_000_000_000n;
+      correlator.push({
+        ns,
+        pid: 1,
+        tid: 1,
+        kind: 'ns_mount',
+        ret: 0,
+        target: `/run/netns/cni-${i}`,
+      });
+    }
+    expect(correlator.namespacesKnown).toBeLessThanOrEqual(101);
+    expect(correlator.namespacesKnown).toBeGreaterThan(0);
   });
 });
