@@ -45,3 +45,16 @@ try {
     `build: ${pollLibrary} not built (${why}): bpftrace will be woken for each event; apt-get install gcc libc6-dev, then npm run build`,
   );
 }
+
+// Without it `podwire trace | head -3` still ends, at the next line podwire writes (src/cli/stdout-watch.c).
+const stdoutWatch = 'dist/src/cli/stdout-watch';
+rmSync(stdoutWatch, { force: true });
+try {
+  execFileSync(cc, ['-O2', '-Wall', '-o', stdoutWatch, 'src/cli/stdout-watch.c'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+} catch (error) {
+  console.warn(
+    `build: ${stdoutWatch} not built (${error.code === 'ENOENT' ? `${cc} not found` : String(error.stderr ?? error.message).trim().split('\n')[0]}): a reader of podwire's stdout that goes away is noticed at podwire's next line`,
+  );
+}

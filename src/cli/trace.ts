@@ -1,6 +1,8 @@
 // `podwire trace` and `podwire replay`: the tracer from the command line.
-import { closeSync, openSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, fstatSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { HandshakeRecord } from '../correlate/record.js';
 import type { StatusEvent } from '../events.js';
@@ -106,6 +108,30 @@ class Relay implements Sink {
 }
 
 const stdoutClosed = new Error('the reader of stdout went away');
+
+/** stdout-watch.c, built beside this module by `npm run build`. */
+const stdoutWatch = fileURLToPath(new URL('./stdout-watch', import.meta.url));
+
+/**
+ * Calls `gone` once the reader of the pipe on stdout goes away, even if podwire has nothing to write then (a quiet
+ * node): a child that only watches the pipe exits when it breaks. Not a pipe, or no watcher built: nothing to do
+ * here, and the next write's EPIPE says it.
+ */
+function watchStdoutReader(gone: () => void): void {
+  try {
+    if (!fstatSync(1).isFIFO() || !existsSync(stdoutWatch)) return;
+    const watcher = spawn(stdoutWatch, [String(process.pid)], {
+      stdio: ['ignore', 'inherit', 'ignore'],
+    });
+    watcher.once('exit', (code) => {
+      if (code === 0) gone();
+    });
+    watcher.once('error', () => {});
+    watcher.unref();
+  } catch {
+    // Not watched: the next line written finds out.
+  }
+}
 
 /** Put first among a replay's sinks: ends the replay, before the record reaches any sink, once stdout is gone. */
 function untilGone(stdout: NdjsonSink): Sink {
@@ -218,6 +244,7 @@ export function registerTrace(program: Command): void {
           options,
           timeline ?? new NdjsonSink(process.stdout, () => readerLeft()),
         );
+        if (!timeline) watchStdoutReader(() => readerLeft());
         const tui = timeline
           ? (await import('../tui/index.js')).startTui({
               header: { node: hostname(), source: 'live', exportState },
