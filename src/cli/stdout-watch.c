@@ -1,4 +1,4 @@
-// Exits 0 once nobody reads the pipe that is its stdout any more (the reader of `podwire trace | head -3` has gone),
+// Exits 0 once nobody reads the pipe (or socket) that is its stdout any more (the reader of `podwire trace | head -3` has gone),
 // which podwire takes as the reader's going away: a pipe's writer learns of it only when it next writes, and on a
 // quiet node podwire may have nothing to write for a long time. Ends with podwire (PR_SET_PDEATHSIG), and never
 // writes: its copy of the pipe is only watched. Usage: stdout-watch PARENT_PID

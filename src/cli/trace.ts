@@ -113,13 +113,15 @@ const stdoutClosed = new Error('the reader of stdout went away');
 const stdoutWatch = fileURLToPath(new URL('./stdout-watch', import.meta.url));
 
 /**
- * Calls `gone` once the reader of the pipe on stdout goes away, even if podwire has nothing to write then (a quiet
+ * Calls `gone` once the reader of the pipe (or socket) on stdout goes away, even if podwire has nothing to write then (a quiet
  * node): a child that only watches the pipe exits when it breaks. Not a pipe, or no watcher built: nothing to do
  * here, and the next write's EPIPE says it.
  */
 function watchStdoutReader(gone: () => void): void {
   try {
-    if (!fstatSync(1).isFIFO() || !existsSync(stdoutWatch)) return;
+    // A shell's pipe, or the socket pair a program's spawn() gives its child.
+    const stdout = fstatSync(1);
+    if (!(stdout.isFIFO() || stdout.isSocket()) || !existsSync(stdoutWatch)) return;
     const watcher = spawn(stdoutWatch, [String(process.pid)], {
       stdio: ['ignore', 'inherit', 'ignore'],
     });
