@@ -475,8 +475,14 @@ describe.skipIf(!isRoot)(
 
     it('killed with -9 (an OOM kill), leaves no bpftrace or reader behind, and the next podwire starts and traces', async () => {
       const children = childrenOf(trace.pid);
-      // bpftrace, its trace_pipe reader, and the janitor (a shell) that removes the CRI probes after it.
-      expect(children.map((child) => child.comm).sort()).toEqual(['bpftrace', 'cat', 'sh']);
+      // bpftrace, its trace_pipe reader, the janitor (a shell) that removes the CRI probes after it, and the
+      // watcher of its stdout's reader.
+      expect(children.map((child) => child.comm).sort()).toEqual([
+        'bpftrace',
+        'cat',
+        'sh',
+        'stdout-watch',
+      ]);
       const killed = trace.pid;
       process.kill(killed, 'SIGKILL');
       await trace.exitCode;
