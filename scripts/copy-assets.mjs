@@ -55,6 +55,12 @@ try {
   });
 } catch (error) {
   console.warn(
-    `build: ${stdoutWatch} not built (${error.code === 'ENOENT' ? `${cc} not found` : String(error.stderr ?? error.message).trim().split('\n')[0]}): a reader of podwire's stdout that goes away is noticed at podwire's next line`,
+    `build: ${stdoutWatch} not built (${
+      error.code === 'ENOENT'
+        ? `${cc} not found`
+        : String(error.stderr ?? error.message)
+            .trim()
+            .split('\n')[0]
+    }): a reader of podwire's stdout that goes away is noticed at podwire's next line`,
   );
 }

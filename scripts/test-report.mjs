@@ -7,7 +7,7 @@
 //   endReason: 'passed' | 'failed' | 'interrupted'
 // Used as `vitest run --reporter=./scripts/test-report.mjs --outputFile.json=FILE`.
 import { relative } from 'node:path';
-import { JsonReporter } from 'vitest/reporters';
+import { JsonReporter } from 'vitest/node';
 
 const firstLine = (error) => String(error?.message ?? error ?? '').split('\n')[0] ?? '';
 
