@@ -10,6 +10,7 @@ import type { HandshakeRecord } from '../src/correlate/record.js';
 import { isRoot, labState, podwire, rootReason, running } from './lab/node.js';
 import { type Created, childrenOf, endTracedLab, type Trace, tracedLab } from './lab/traced.js';
 import type { JaegerTrace } from './otel/traces.js';
+import { until } from './until.js';
 
 const uprobeEvents = '/sys/kernel/tracing/uprobe_events';
 /** The uprobe event groups of podwire `pid` still registered in tracefs. */
@@ -17,14 +18,6 @@ const groupsOf = (pid: number) =>
   readFileSync(uprobeEvents, 'utf8')
     .split('\n')
     .filter((line) => line.startsWith(`p:podwire_${pid}_`));
-
-async function until(what: string, done: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 describe.skipIf(!isRoot)(
   `podwire trace's files and pipes on the lab${isRoot ? '' : ` (skipped: ${rootReason})`}`,

@@ -17,6 +17,7 @@ import {
   labTeardownSteps,
   Trace,
 } from './lab/traced.js';
+import { until } from './until.js';
 
 const tracefs = '/sys/kernel/tracing';
 
@@ -44,14 +45,10 @@ function running(pids: number[]): number[] {
   });
 }
 
-/** Polls until `done` holds; the ms it took, or throws with `what` after timeoutMs. */
+/** Waits until `done` holds; the ms it took, or throws with `what` after timeoutMs. */
 async function within(what: string, timeoutMs: number, done: () => boolean): Promise<number> {
   const started = performance.now();
-  while (!done()) {
-    if (performance.now() - started > timeoutMs)
-      throw new Error(`${what} not within ${timeoutMs / 1000} s`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await until(what, done, timeoutMs);
   return performance.now() - started;
 }
 

@@ -6,6 +6,7 @@ import type { StatusEvent } from '../../src/events.js';
 import { RecordTracer } from '../../src/otel/record-tracer.js';
 import { startTelemetry, type Telemetry } from '../../src/otel/telemetry.js';
 import { readRecording, replay } from '../correlate/recordings.js';
+import { until } from '../until.js';
 import { type OtlpReceiver, startOtlpReceiver } from './otlp-receiver.js';
 import { expectTraceOfRecord, traceOf } from './traces.js';
 
@@ -20,14 +21,6 @@ let telemetry: Telemetry;
 let tracer: RecordTracer;
 const statuses: StatusEvent[] = [];
 const said = (state: StatusEvent['state']) => statuses.filter((s) => s.state === state);
-
-async function until(what: string, done: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 beforeAll(async () => {
   receiver = await startOtlpReceiver('grpc');

@@ -10,6 +10,7 @@ import { startTelemetry, type Telemetry } from '../../src/otel/telemetry.js';
 import { MetricsSink } from '../../src/sinks/metrics.js';
 import { readRecording, replay } from '../correlate/recordings.js';
 import { freePort } from '../lab/node.js';
+import { until } from '../until.js';
 import { type OtlpReceiver, startOtlpReceiver } from './otlp-receiver.js';
 import { sample } from './prometheus.js';
 import { expectTraceOfRecord, traceOf } from './traces.js';
@@ -36,14 +37,6 @@ let tracer: RecordTracer;
 let metrics: MetricsSink;
 const statuses: StatusEvent[] = [];
 const said = (state: StatusEvent['state']) => statuses.filter((s) => s.state === state);
-
-async function until(what: string, done: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** Hands the records to the tracer as the daemon does, and says how long that took. */
 function write(some: HandshakeRecord[]): number {

@@ -1,14 +1,9 @@
 // Real bpftrace programs run through the real runner, for the probe tests: started, waited for, their lines kept.
 import { ProbeRunner, type RunnerOptions } from '../../src/probes/runner.js';
 
-/** Waits until `done()` holds, failing after `ms` with what it waited for. */
-export async function until(what: string, done: () => boolean, ms = 20_000): Promise<void> {
-  const start = Date.now();
-  while (!done()) {
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+import { until } from '../until.js';
+
+export { until };
 
 /**
  * `program` in a real bpftrace through ProbeRunner, attached; its raw lines as they come (and a `died:` line if it
