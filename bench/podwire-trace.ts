@@ -50,7 +50,7 @@ export interface RunningTrace {
 }
 
 /** Direct children of a process, from /proc (to end bpftrace and cat by pid if podwire itself had to be killed). */
-function childrenOf(pid: number): number[] {
+export function childrenOf(pid: number): number[] {
   const children: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -147,11 +147,6 @@ export function alive(pids: number[]): number[] {
       return false;
     }
   });
-}
-
-/** The processes a running podwire started (bpftrace, its trace_pipe readers, its janitor), by pid. */
-export function startedBy(pid: number): number[] {
-  return childrenOf(pid);
 }
 
 /** What of daemon `pid` is still in tracefs: its uprobe events and trace instances. */

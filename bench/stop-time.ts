@@ -6,10 +6,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { median } from './median.js';
 import {
   alive,
+  childrenOf,
   inTracefs,
   projectRoot,
   requireTraceable,
-  startedBy,
   startTrace,
   traceArgs,
 } from './podwire-trace.js';
@@ -36,7 +36,8 @@ async function until(done: () => boolean, since: number): Promise<number> {
 async function oneStop(root: string, args: string[], signal: NodeJS.Signals): Promise<Stop> {
   const trace = await startTrace(root, args);
   await sleep(1000);
-  const started = startedBy(trace.pid);
+  // What it started: bpftrace, its trace_pipe readers, its janitor, its stdout watcher.
+  const started = childrenOf(trace.pid);
   const exited = new Promise<number | null>((resolve) =>
     trace.child.once('exit', (code) => resolve(code)),
   );

@@ -14,7 +14,6 @@ export const janitorScript = fileURLToPath(new URL('./janitor.sh', import.meta.u
 export interface Janitor {
   /** Removes this uprobe event group (and its trace instance) now, while the daemon goes on. */
   removeGroup(group: string): void;
-  readonly pid: number;
 }
 
 /**
@@ -49,7 +48,6 @@ export function startJanitor(tracefs: string): Janitor | string {
   child.unref();
   (stdin as unknown as { unref?: () => void }).unref?.();
   return {
-    pid,
     removeGroup(group: string) {
       if (!alive) throw new Error(`the janitor (pid ${pid}) has ended`);
       stdin.write(`${group}\n`);
