@@ -3,12 +3,12 @@
 // never reaches the collector is counted in podwire_spans_dropped_total, each outage is said once (and its end
 // once), and the traces after it arrive whole. The collector's misbehaviour is the test receiver's fake
 // (test/otel/otlp-receiver.ts); podwire, the lab and the pods are real.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../src/correlate/record.js';
-import { freePort, isRoot, labState, podwire, rootReason } from './lab/node.js';
+import { freePort, isRoot, noLabUp, podwire, rootReason } from './lab/node.js';
 import { type Created, endTracedLab, type Trace, tracedLab } from './lab/traced.js';
 import { type OtlpReceiver, startOtlpReceiver } from './otel/otlp-receiver.js';
 import { sample } from './otel/prometheus.js';
@@ -84,10 +84,7 @@ describe.skipIf(!isRoot)(
     }
 
     beforeAll(async () => {
-      if (existsSync(labState))
-        throw new Error(
-          `a lab is already up or was left behind (${labState}): run podwire lab down first`,
-        );
+      await noLabUp();
       scratch = mkdtempSync(join(tmpdir(), 'podwire-collector-test-'));
       recording = join(scratch, 'run.ndjson');
       collector = await startOtlpReceiver('http/protobuf');

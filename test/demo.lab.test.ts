@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isRoot, labState, machineSnapshot, podwire, rootReason } from './lab/node.js';
+import { isRoot, labState, machineSnapshot, noLabUp, podwire, rootReason } from './lab/node.js';
 
 const haveTmux = (() => {
   try {
@@ -64,7 +64,7 @@ describe.skipIf(!isRoot || !haveTmux)(
     }, 120_000);
 
     it('shows live handshakes and a failed one, and q stops it and brings the lab down', async () => {
-      expect(existsSync(labState), 'no lab up before the demo').toBe(false);
+      await noLabUp();
       const before = await machineSnapshot();
       tmux(
         'new-session',

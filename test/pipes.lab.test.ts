@@ -1,13 +1,13 @@
 // podwire trace's files and pipes on the real lab: a Jaeger file that opens after a kill -9, and `| head -3` that
 // ends the tracer with everything it attached removed.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../src/correlate/record.js';
-import { isRoot, labState, podwire, rootReason, running } from './lab/node.js';
+import { isRoot, noLabUp, podwire, rootReason, running } from './lab/node.js';
 import { type Created, childrenOf, endTracedLab, type Trace, tracedLab } from './lab/traced.js';
 import type { JaegerTrace } from './otel/traces.js';
 import { until } from './until.js';
@@ -25,11 +25,8 @@ describe.skipIf(!isRoot)(
     let scratch = '';
     let trace: Trace | undefined;
 
-    beforeAll(() => {
-      if (existsSync(labState))
-        throw new Error(
-          `a lab is already up or was left behind (${labState}): run podwire lab down first`,
-        );
+    beforeAll(async () => {
+      await noLabUp();
       scratch = mkdtempSync(join(tmpdir(), 'podwire-pipes-test-'));
     });
 

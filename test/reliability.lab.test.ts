@@ -1,12 +1,12 @@
 // podwire on a node in trouble, on the real lab: pods churning, both cores saturated, stops and kill -9. A wrong `ok`
 // is worse than no record: every record is exact against CRI and the kernel, or says what it may lack.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../src/correlate/record.js';
-import { isRoot, labState, podwire, rootReason } from './lab/node.js';
+import { isRoot, noLabUp, podwire, rootReason } from './lab/node.js';
 import {
   type Created,
   childrenOf,
@@ -132,10 +132,7 @@ describe.skipIf(!isRoot)(
     let scratch = '';
 
     beforeAll(async () => {
-      if (existsSync(labState))
-        throw new Error(
-          `a lab is already up or was left behind (${labState}): run podwire lab down first`,
-        );
+      await noLabUp();
       scratch = mkdtempSync(join(tmpdir(), 'podwire-reliability-'));
       const up = await podwire('lab', 'up');
       if (up.code !== 0) throw new Error(`lab up failed: ${up.stderr}`);

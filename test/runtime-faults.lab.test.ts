@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../src/correlate/record.js';
-import { isRoot, labState, podwire, rootReason } from './lab/node.js';
+import { isRoot, noLabUp, podwire, rootReason } from './lab/node.js';
 import {
   createPods,
   deletePods,
@@ -48,10 +48,7 @@ describe.skipIf(!isRoot)(
       statuses().some((s) => s.state === state && pattern.test(s.message));
 
     beforeAll(async () => {
-      if (existsSync(labState))
-        throw new Error(
-          `a lab is already up or was left behind (${labState}): run podwire lab down first`,
-        );
+      await noLabUp();
       scratch = mkdtempSync(join(tmpdir(), 'podwire-runtime-faults-'));
       // A binary of the test's own, which it may replace: uprobes belong to a file, and /usr/bin/containerd is the
       // machine's. Its shim beside it (the lab puts the binary's dir first on PATH).

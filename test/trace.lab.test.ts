@@ -1,14 +1,6 @@
 // podwire trace on the real lab: every pod the kubelet-like client creates gets one record that agrees with CRI and `ip`.
 import { spawn } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,8 +16,8 @@ import {
   type IpLink,
   ip,
   isRoot,
-  labState,
   labUpWithTinyRange,
+  noLabUp,
   podwire,
   rootReason,
   running,
@@ -65,10 +57,7 @@ describe.skipIf(!isRoot)(
     let metricsPort: number;
 
     beforeAll(async () => {
-      if (existsSync(labState))
-        throw new Error(
-          `a lab is already up or was left behind (${labState}): run podwire lab down first`,
-        );
+      await noLabUp();
       scratch = mkdtempSync(join(tmpdir(), 'podwire-trace-test-'));
       recording = join(scratch, 'run.ndjson');
       plugins = join(scratch, 'plugins');
@@ -390,10 +379,7 @@ describe.skipIf(!isRoot)(
     let collector: OtlpReceiver | null = null;
 
     beforeAll(async () => {
-      if (existsSync(labState))
-        throw new Error(
-          `a lab is already up or was left behind (${labState}): run podwire lab down first`,
-        );
+      await noLabUp();
       scratch = mkdtempSync(join(tmpdir(), 'podwire-trace-faults-test-'));
       // No collector listens there yet: it comes up later in the run.
       collectorPort = await freePort();
@@ -521,10 +507,7 @@ describe.skipIf(!isRoot)(
 
     beforeAll(async () => {
       requireSid();
-      if (existsSync(labState))
-        throw new Error(
-          `a lab is already up or was left behind (${labState}): run podwire lab down first`,
-        );
+      await noLabUp();
       scratch = mkdtempSync(join(tmpdir(), 'podwire-trace2-test-'));
       // The fallback for plugins podwire cannot probe in their own code, on the real stack too.
       trace = await tracedLab(

@@ -16,6 +16,7 @@ import {
   labStatus,
   labUpWithTinyRange,
   machineSnapshot,
+  noLabUp,
   podwire,
   rootReason,
 } from './node.js';
@@ -46,11 +47,7 @@ describe.skipIf(!isRoot)(
     const scratch = mkdtempSync(join(tmpdir(), 'podwire-lab-test-'));
 
     beforeAll(async () => {
-      if (existsSync(labState)) {
-        throw new Error(
-          `a lab is already up or was left behind (${labState}): run podwire lab down before the tests`,
-        );
-      }
+      await noLabUp();
       before = await machineSnapshot();
     });
 

@@ -4,6 +4,8 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { runningDaemon } from '../../src/lab/containerd.js';
+import { labPaths } from '../../src/lab/paths.js';
 
 const run = promisify(execFile);
 
@@ -92,6 +94,22 @@ export function labProcesses(): number[] {
     }
   }
   return pids;
+}
+
+/**
+ * Before a lab test: refuses a lab that is up (someone's, or another test run's: the test would take it down), and
+ * removes one a crash left behind (its containerd is gone, its state dir is not), as `podwire lab down` does for a user.
+ */
+export async function noLabUp(): Promise<void> {
+  const daemon = runningDaemon(labPaths());
+  if (daemon)
+    throw new Error(
+      `a lab is up (containerd pid ${daemon.pid}, ${labState}): run podwire lab down first`,
+    );
+  if (!existsSync(labState) && !existsSync(labRoot)) return;
+  const down = await podwire('lab', 'down');
+  if (down.code !== 0)
+    throw new Error(`a lab left behind by a crash could not be removed: ${down.stderr.trim()}`);
 }
 
 /** What the machine holds that a lab could leave behind; compared before and after. */

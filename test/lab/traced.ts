@@ -145,13 +145,15 @@ export async function endTracedLab(
   name: string,
 ): Promise<void> {
   await trace?.stop();
-  await podwire('lab', 'down');
+  const down = await podwire('lab', 'down');
   mkdirSync('.cache', { recursive: true });
   if (existsSync(recording)) copyFileSync(recording, `.cache/${name}-recording.ndjson`);
   writeFileSync(
     `.cache/${name}-output.ndjson`,
     (trace?.lines ?? []).map((line) => JSON.stringify(line)).join('\n'),
   );
+  // A lab left up would fail the next test file's start, blaming it.
+  if (down.code !== 0) throw new Error(`podwire lab down failed: ${down.stderr.trim()}`);
 }
 
 /** One more pod on the lab, and the handshake the tracer gives for it. */
