@@ -21,6 +21,7 @@ import type {
   PodSandboxMetadata,
   PodSandboxState,
   PodSandboxStatus,
+  SecurityProfile,
   VersionInfo,
 } from './types.js';
 
@@ -68,6 +69,8 @@ export type RuntimeMethod =
   | 'ListPodSandbox'
   | 'CreateContainer'
   | 'StartContainer'
+  | 'StopContainer'
+  | 'RemoveContainer'
   | 'ListContainers'
   | 'ContainerStatus';
 
@@ -196,6 +199,23 @@ export class CriClient {
 
   async startContainer(containerId: string, options: { timeoutMs?: number } = {}): Promise<void> {
     await this.call('StartContainer', compact({ containerId }), options.timeoutMs);
+  }
+
+  /** Stops the container, as the kubelet does: SIGTERM, then SIGKILL after `timeoutSeconds` (its grace period). */
+  async stopContainer(
+    containerId: string,
+    timeoutSeconds: number,
+    options: { timeoutMs?: number } = {},
+  ): Promise<void> {
+    await this.call(
+      'StopContainer',
+      compact({ containerId, timeout: int64Field(BigInt(timeoutSeconds)) }),
+      options.timeoutMs,
+    );
+  }
+
+  async removeContainer(containerId: string, options: { timeoutMs?: number } = {}): Promise<void> {
+    await this.call('RemoveContainer', compact({ containerId }), options.timeoutMs);
   }
 
   async listContainers(filter?: ContainerFilter): Promise<Container[]> {
@@ -352,6 +372,17 @@ function enumField<T extends string>(value: T | undefined, zero: T): T | undefin
   return value === zero ? undefined : value;
 }
 
+/** Sent even at RuntimeDefault (an empty message): absent and RuntimeDefault differ to the runtime. */
+function securityProfileMessage(profile: SecurityProfile | undefined): Message | undefined {
+  return (
+    profile &&
+    compact({
+      profileType: enumField(profile.profileType, 'RuntimeDefault'),
+      localhostRef: profile.localhostRef,
+    })
+  );
+}
+
 function namespaceOptionMessage(options: NamespaceOption): Message {
   return compact({
     network: enumField(options.network, 'POD'),
@@ -393,6 +424,8 @@ export function podSandboxConfigMessage(config: PodSandboxConfig): Message {
             readonlyRootfs: securityContext.readonlyRootfs,
             supplementalGroups: securityContext.supplementalGroups?.map(String),
             privileged: securityContext.privileged,
+            seccomp: securityProfileMessage(securityContext.seccomp),
+            apparmor: securityProfileMessage(securityContext.apparmor),
           }),
         sysctls: mapField(linux.sysctls),
       }),
@@ -442,6 +475,17 @@ export function containerConfigMessage(config: ContainerConfig): Message {
     linux:
       config.linux &&
       compact({
+        resources:
+          config.linux.resources &&
+          compact({
+            cpuPeriod: int64Field(config.linux.resources.cpuPeriod),
+            cpuQuota: int64Field(config.linux.resources.cpuQuota),
+            cpuShares: int64Field(config.linux.resources.cpuShares),
+            memoryLimitInBytes: int64Field(config.linux.resources.memoryLimitInBytes),
+            oomScoreAdj: int64Field(config.linux.resources.oomScoreAdj),
+            cpusetCpus: config.linux.resources.cpusetCpus,
+            cpusetMems: config.linux.resources.cpusetMems,
+          }),
         securityContext:
           securityContext &&
           compact({
@@ -456,6 +500,8 @@ export function containerConfigMessage(config: ContainerConfig): Message {
             runAsUsername: securityContext.runAsUsername,
             readonlyRootfs: securityContext.readonlyRootfs,
             noNewPrivs: securityContext.noNewPrivs,
+            seccomp: securityProfileMessage(securityContext.seccomp),
+            apparmor: securityProfileMessage(securityContext.apparmor),
           }),
       }),
   });

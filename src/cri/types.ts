@@ -55,6 +55,12 @@ export interface NamespaceOption {
   targetId?: string;
 }
 
+/** SecurityProfile: a seccomp or AppArmor profile. Absent means the runtime's own choice (the kubelet's default too). */
+export interface SecurityProfile {
+  profileType: 'RuntimeDefault' | 'Unconfined' | 'Localhost';
+  localhostRef?: string;
+}
+
 export interface LinuxSandboxSecurityContext {
   namespaceOptions?: NamespaceOption;
   runAsUser?: bigint;
@@ -62,6 +68,8 @@ export interface LinuxSandboxSecurityContext {
   readonlyRootfs?: boolean;
   supplementalGroups?: bigint[];
   privileged?: boolean;
+  seccomp?: SecurityProfile;
+  apparmor?: SecurityProfile;
 }
 
 export interface LinuxPodSandboxConfig {
@@ -156,9 +164,23 @@ export interface LinuxContainerSecurityContext {
   runAsUsername?: string;
   readonlyRootfs?: boolean;
   noNewPrivs?: boolean;
+  seccomp?: SecurityProfile;
+  apparmor?: SecurityProfile;
+}
+
+/** LinuxContainerResources: CFS period and quota in µs, shares as cgroup weights, bytes. */
+export interface LinuxContainerResources {
+  cpuPeriod?: bigint;
+  cpuQuota?: bigint;
+  cpuShares?: bigint;
+  memoryLimitInBytes?: bigint;
+  oomScoreAdj?: bigint;
+  cpusetCpus?: string;
+  cpusetMems?: string;
 }
 
 export interface LinuxContainerConfig {
+  resources?: LinuxContainerResources;
   securityContext?: LinuxContainerSecurityContext;
 }
 

@@ -15,6 +15,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   CriClient,
   CriError,
+  createContainerRequest,
   type PodSandboxConfig,
   podSandboxStatusRequest,
   type RuntimeMethod,
@@ -145,6 +146,75 @@ describe('requests on the wire', () => {
     const expected = [0x0a, 64, ...Buffer.from(sandboxId)];
     expect(onTheWire('StopPodSandbox', { podSandboxId: sandboxId })).toEqual(expected);
     expect(onTheWire('RemovePodSandbox', { podSandboxId: sandboxId })).toEqual(expected);
+  });
+
+  it('StopContainerRequest carries the grace period in seconds in field 2; RemoveContainerRequest only the id', () => {
+    const id = [0x0a, 64, ...Buffer.from(sandboxId)];
+    expect(onTheWire('StopContainer', { containerId: sandboxId, timeout: '30' })).toEqual([
+      ...id,
+      ...varintField(2, 30),
+    ]);
+    expect(onTheWire('RemoveContainer', { containerId: sandboxId })).toEqual(id);
+  });
+
+  it('the security profiles and resources of a DaemonSet container sit where containerd reads them', () => {
+    const request = createContainerRequest(
+      sandboxId,
+      {
+        metadata: { name: 'podwire', attempt: 0 },
+        image: { image: 'podwire:1' },
+        linux: {
+          resources: { cpuShares: 102n, memoryLimitInBytes: 268435456n },
+          securityContext: {
+            capabilities: { addCapabilities: ['BPF'], dropCapabilities: ['ALL'] },
+            readonlyRootfs: true,
+            seccomp: { profileType: 'RuntimeDefault' },
+            apparmor: { profileType: 'Unconfined' },
+          },
+        },
+      },
+      {
+        metadata: { name: 'p', uid: 'u', namespace: 'n', attempt: 0 },
+        linux: {
+          securityContext: { seccomp: { profileType: 'Localhost', localhostRef: '/x.json' } },
+        },
+      },
+    );
+    const expected = [
+      ...stringField(1, sandboxId), // CreateContainerRequest.pod_sandbox_id
+      ...messageField(
+        2, // CreateContainerRequest.config
+        messageField(1, stringField(1, 'podwire')), // ContainerConfig.metadata
+        messageField(2, stringField(1, 'podwire:1')), // ContainerConfig.image
+        messageField(
+          15, // ContainerConfig.linux
+          messageField(
+            1, // LinuxContainerConfig.resources
+            varintField(3, 102), // LinuxContainerResources.cpu_shares
+            varintField(4, 268435456), // LinuxContainerResources.memory_limit_in_bytes
+          ),
+          messageField(
+            2, // LinuxContainerConfig.security_context
+            messageField(1, stringField(1, 'BPF'), stringField(2, 'ALL')), // capabilities
+            varintField(7, 1), // readonly_rootfs
+            messageField(15), // seccomp: RuntimeDefault is the zero value, but the message is there
+            messageField(16, varintField(1, 1)), // apparmor: Unconfined
+          ),
+        ),
+      ),
+      ...messageField(
+        3, // CreateContainerRequest.sandbox_config
+        messageField(1, stringField(1, 'p'), stringField(2, 'u'), stringField(3, 'n')),
+        messageField(
+          8, // PodSandboxConfig.linux
+          messageField(
+            2, // LinuxPodSandboxConfig.security_context
+            messageField(9, varintField(1, 2), stringField(2, '/x.json')), // seccomp: Localhost
+          ),
+        ),
+      ),
+    ];
+    expect(onTheWire('CreateContainer', request)).toEqual(expected);
   });
 
   it('PodSandboxStatusRequest asks for verbose info in field 2', () => {
