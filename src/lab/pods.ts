@@ -74,6 +74,9 @@ function containerConfig(podName: string): ContainerConfig {
   };
 }
 
+/** The label that tells the lab's DaemonSet pod (`lab daemonset up`) from the pods `lab pods create` makes. */
+export const daemonSetLabel = 'podwire.io/lab-daemonset';
+
 /** A connected client for the running lab, or one line saying to start it. */
 export function labClient(paths: LabPaths): CriClient {
   if (!runningDaemon(paths)) throw new LabError('the lab is not up: run podwire lab up first');
@@ -161,9 +164,16 @@ export async function deletePods(
 ): Promise<DeletedPod[]> {
   const client = labClient(paths);
   try {
-    const known = (await client.listPodSandbox()).map((sandbox) => sandbox.id);
+    const sandboxes = await client.listPodSandbox();
+    const known = sandboxes.map((sandbox) => sandbox.id);
     const targets: string[] = [];
-    if (ids === 'all') targets.push(...known);
+    // `--all` is every pod the lab created; the DaemonSet's pod goes with `lab daemonset down`, as with a kubelet.
+    if (ids === 'all')
+      targets.push(
+        ...sandboxes
+          .filter((sandbox) => sandbox.labels[daemonSetLabel] !== 'true')
+          .map((s) => s.id),
+      );
     else {
       for (const id of ids) {
         const matches = known.filter((candidate) => candidate.startsWith(id));

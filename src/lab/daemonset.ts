@@ -1,0 +1,219 @@
+// `podwire lab daemonset up|logs|down`: the lab plays the kubelet for podwire's own DaemonSet. The pod template is
+// read from the manifest and sent through CRI as the kubelet would send it (src/lab/pod-template.ts), so what runs
+// on the lab is what the manifest says; the image comes from podwire's own build.
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { CriClient, PodSandbox } from '../cri/client.js';
+import { command } from './host.js';
+import { criEndpoint, LabError, labCgroupParent } from './lab.js';
+import type { LabPaths } from './paths.js';
+import { criPod, type PodTemplate } from './pod-template.js';
+import { daemonSetLabel, labClient } from './pods.js';
+import { readLabRecord, writeLabRecord } from './record.js';
+
+type Progress = (message: string) => void;
+
+/** The DaemonSet as the lab needs it: from the manifest (src/deploy), never restated here. */
+export interface DaemonSetSpec {
+  name: string;
+  namespace: string;
+  template: PodTemplate;
+}
+
+/** The DaemonSet's pod on the lab, if it runs. */
+export async function daemonSetPod(client: CriClient): Promise<PodSandbox | null> {
+  const pods = await client.listPodSandbox({ labelSelector: { [daemonSetLabel]: 'true' } });
+  return pods.find((pod) => pod.state === 'SANDBOX_READY') ?? pods[0] ?? null;
+}
+
+/** Directories outside the lab's own that the lab made for the pod: `lab down` removes them with the rest. */
+function rememberDirs(paths: LabPaths, dirs: string[]): void {
+  const record = readLabRecord(paths);
+  if (!record) return;
+  writeLabRecord(paths, { ...record, dirsCreated: [...new Set([...record.dirsCreated, ...dirs])] });
+}
+
+/**
+ * The image's name as containerd's CRI resolves what a manifest says: `podwire:0.1.0` is
+ * `docker.io/library/podwire:0.1.0`, as the kubelet would ask for it.
+ */
+export function normalizedImage(image: string): string {
+  const [first, ...rest] = image.split('/');
+  const hasRegistry =
+    rest.length > 0 && (first?.includes('.') || first?.includes(':') || first === 'localhost');
+  const path = hasRegistry ? rest.join('/') : image;
+  const registry = hasRegistry ? (first as string) : 'docker.io';
+  const withLibrary = registry === 'docker.io' && !path.includes('/') ? `library/${path}` : path;
+  const tagged = /[:@][^/]*$/.test(withLibrary) ? withLibrary : `${withLibrary}:latest`;
+  return `${registry}/${tagged}`;
+}
+
+/** Runs the DaemonSet's pod on the lab, as the kubelet of this node would. Resolves with its sandbox id. */
+export async function daemonSetUp(
+  paths: LabPaths,
+  daemonSet: DaemonSetSpec,
+  ensureImage: (image: string) => Promise<void>,
+  progress: Progress,
+): Promise<string> {
+  const client = labClient(paths);
+  try {
+    const running = await daemonSetPod(client);
+    if (running) {
+      progress(
+        `the DaemonSet's pod already runs (${running.metadata.namespace}/${running.metadata.name}, ${running.id.slice(0, 13)}): run podwire lab daemonset down first`,
+      );
+      return running.id;
+    }
+    const images = new Set(daemonSet.template.spec.containers.map((c) => c.image));
+    for (const image of images) await ensureImage(image);
+
+    const uid = randomUUID();
+    const name = `${daemonSet.name}-lab`;
+    const logDirectory = join(paths.podLogDir, `${daemonSet.namespace}_${name}_${uid}`);
+    const pod = criPod(daemonSet.template, {
+      name,
+      namespace: daemonSet.namespace,
+      uid,
+      nodeName: hostname(),
+      hostIp: '127.0.0.1',
+      logDirectory,
+      cgroupParent: `${labCgroupParent}/pod${uid}`,
+      emptyDirRoot: join(paths.root, 'volumes', uid),
+    });
+    pod.sandbox.labels = { ...pod.sandbox.labels, [daemonSetLabel]: 'true' };
+    mkdirSync(logDirectory, { recursive: true });
+    const made: string[] = [];
+    for (const { path } of pod.directories) {
+      if (existsSync(path)) continue;
+      mkdirSync(path, { recursive: true });
+      if (!path.startsWith(paths.root)) made.push(path);
+    }
+    rememberDirs(paths, made);
+
+    progress(`RunPodSandbox ${daemonSet.namespace}/${name} (${criEndpoint(paths)})`);
+    const sandboxId = await client.runPodSandbox(pod.sandbox);
+    for (const container of pod.containers) {
+      const id = await client.createContainer(sandboxId, container, pod.sandbox);
+      await client.startContainer(id);
+      progress(
+        `started container ${container.metadata.name} (${id.slice(0, 13)}, image ${container.image.image})`,
+      );
+    }
+    return sandboxId;
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * What the DaemonSet's containers wrote, without the CRI log prefix (`<time> <stream> <P|F> `): partial lines (P)
+ * are joined to the line they begin, as `kubectl logs` shows them.
+ */
+export function criLogContent(text: string): { stream: 'stdout' | 'stderr'; line: string }[] {
+  const lines: { stream: 'stdout' | 'stderr'; line: string }[] = [];
+  const partial = { stdout: '', stderr: '' };
+  for (const entry of text.split('\n')) {
+    const match = /^\S+ (stdout|stderr) ([PF]) (.*)$/.exec(entry);
+    if (!match) continue;
+    const stream = match[1] as 'stdout' | 'stderr';
+    if (match[2] === 'P') {
+      partial[stream] += match[3];
+      continue;
+    }
+    lines.push({ stream, line: partial[stream] + match[3] });
+    partial[stream] = '';
+  }
+  return lines;
+}
+
+/** The log files of the DaemonSet pod's containers, by container name. */
+export async function daemonSetLogs(
+  paths: LabPaths,
+): Promise<{ container: string; text: string }[]> {
+  const client = labClient(paths);
+  try {
+    const pod = await daemonSetPod(client);
+    if (!pod)
+      throw new LabError('no DaemonSet pod runs on the lab: run podwire lab daemonset up first');
+    const logs: { container: string; text: string }[] = [];
+    for (const container of await client.listContainers({ podSandboxId: pod.id })) {
+      const { status } = await client.containerStatus(container.id);
+      logs.push({
+        container: container.metadata.name,
+        text: existsSync(status.logPath) ? readFileSync(status.logPath, 'utf8') : '',
+      });
+    }
+    return logs;
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Stops the DaemonSet's pod as the kubelet does when the DaemonSet is deleted: each container gets SIGTERM and its
+ * grace period, then the sandbox is stopped and removed.
+ */
+export async function daemonSetDown(
+  paths: LabPaths,
+  graceSeconds: number,
+  progress: Progress,
+): Promise<void> {
+  const client = labClient(paths);
+  try {
+    const pod = await daemonSetPod(client);
+    if (!pod) {
+      progress('no DaemonSet pod runs on the lab: nothing to remove');
+      return;
+    }
+    for (const container of await client.listContainers({ podSandboxId: pod.id })) {
+      const started = Date.now();
+      await client.stopContainer(container.id, graceSeconds, {
+        timeoutMs: (graceSeconds + 30) * 1000,
+      });
+      progress(
+        `stopped container ${container.metadata.name} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      );
+    }
+    await client.stopPodSandbox(pod.id);
+    await client.removePodSandbox(pod.id);
+    const uid = pod.metadata.uid;
+    rmSync(join(paths.root, 'volumes', uid), { recursive: true, force: true });
+    progress(`removed ${pod.metadata.namespace}/${pod.metadata.name} (${pod.id.slice(0, 13)})`);
+  } finally {
+    client.close();
+  }
+}
+
+/** Imports an OCI archive into the lab's containerd under `name`, where CRI finds it. */
+export async function importImage(
+  paths: LabPaths,
+  archive: string,
+  progress: Progress,
+): Promise<void> {
+  progress(`importing ${archive} into the lab's containerd`);
+  await command('ctr', [
+    '--address',
+    paths.socket,
+    '--namespace',
+    'k8s.io',
+    'images',
+    'import',
+    archive,
+  ]);
+}
+
+/** Whether the lab's containerd has the image, under the name CRI resolves. */
+export async function labHasImage(paths: LabPaths, image: string): Promise<boolean> {
+  const listed = await command('ctr', [
+    '--address',
+    paths.socket,
+    '--namespace',
+    'k8s.io',
+    'images',
+    'ls',
+    '--quiet',
+  ]);
+  return listed.split('\n').includes(normalizedImage(image));
+}
