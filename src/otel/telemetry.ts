@@ -1,4 +1,5 @@
 // One OpenTelemetry SDK per podwire process: traces to an OTLP collector and/or metrics for Prometheus, as asked.
+import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import { type Meter, metrics, type Tracer, trace } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
@@ -51,6 +52,11 @@ export interface Telemetry {
   meter: Meter | null;
   /** Where Prometheus scrapes, e.g. http://127.0.0.1:9464/metrics. */
   metricsUrl: string | null;
+  /**
+   * What `/ready` on the metrics port answers (a readiness probe): 200 once every probe is attached, 503 with
+   * `why` before that and while a probe program is down.
+   */
+  setReady(ready: boolean, why: string): void;
   /** Flushes what is queued (bounded) and stops the exporters and the metrics server. */
   shutdown(): Promise<void>;
 }
@@ -226,24 +232,38 @@ export async function startTelemetry(
     queue = new ExportQueue(createSpanExporter(chosen), queueOptions, made);
   }
   let prometheus: PrometheusExporter | null = null;
+  let server: Server | null = null;
+  const readiness = { ready: false, why: 'the probes are being attached' };
   if (options.metrics) {
     const { host, port } = options.metrics;
-    const started = await new Promise<PrometheusExporter | { error: string }>((resolve) => {
-      const exporter: PrometheusExporter = new PrometheusExporter({ host, port }, (error) =>
-        resolve(
-          error
-            ? {
-                error: `cannot serve metrics on ${host}:${port}: ${error.message}; choose another --metrics [HOST:]PORT`,
-              }
-            : exporter,
-        ),
-      );
+    // podwire serves the port itself: the exporter's server knows only /metrics, and a readiness probe needs /ready.
+    const exporter = new PrometheusExporter({ preventServerStart: true });
+    prometheus = exporter;
+    const made = createServer((request, response) => {
+      const path = (request.url ?? '/').split('?')[0];
+      if (path === '/metrics') return exporter.getMetricsRequestHandler(request, response);
+      response.setHeader('content-type', 'text/plain; charset=utf-8');
+      if (path === '/ready') {
+        response.statusCode = readiness.ready ? 200 : 503;
+        response.end(readiness.ready ? 'ready\n' : `not ready: ${readiness.why}\n`);
+        return;
+      }
+      response.statusCode = 404;
+      response.end('podwire serves /metrics and /ready\n');
     });
-    if ('error' in started) {
+    const listening = await new Promise<{ error: string } | null>((resolve) => {
+      made.once('error', (error) =>
+        resolve({
+          error: `cannot serve metrics on ${host}:${port}: ${error.message}; choose another --metrics [HOST:]PORT`,
+        }),
+      );
+      made.listen(port, host, () => resolve(null));
+    });
+    if (listening) {
       await queue?.shutdown(0);
-      return started;
+      return listening;
     }
-    prometheus = started;
+    server = made;
   }
   const ids = new RecordIds();
   const sdk = new NodeSDK({
@@ -274,11 +294,19 @@ export async function startTelemetry(
     metricsUrl: options.metrics
       ? `http://${options.metrics.host.includes(':') ? `[${options.metrics.host}]` : options.metrics.host}:${options.metrics.port}${endpointPath}`
       : null,
+    setReady(ready, why) {
+      readiness.ready = ready;
+      readiness.why = why;
+    },
     async shutdown() {
+      readiness.ready = false;
+      readiness.why = 'podwire is stopping';
       // At most 10 s for a collector that is away: stopping must not hang on it.
       await queue?.shutdown(10_000);
       reporter?.report({ final: true });
       await sdk.shutdown().catch(() => undefined);
+      server?.closeAllConnections();
+      await new Promise((resolve) => server?.close(resolve) ?? resolve(undefined));
     },
   };
 }

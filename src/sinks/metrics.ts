@@ -46,6 +46,7 @@ export class MetricsSink implements Sink {
   private readonly eventsLost: Counter;
   private readonly eventsLate: Counter;
   private readonly probeRestarts: Counter;
+  private readonly telemetry: Telemetry;
 
   /** `droppedSpans`: what the OTLP export has dropped so far (nothing when it is off). */
   constructor(
@@ -54,6 +55,7 @@ export class MetricsSink implements Sink {
   ) {
     const meter = telemetry.meter;
     if (!meter) throw new Error('MetricsSink needs telemetry started with metrics');
+    this.telemetry = telemetry;
     const advice = { explicitBucketBoundaries: durationBuckets };
     this.handshakeDuration = meter.createHistogram('podwire_handshake_duration_seconds', {
       description:
@@ -109,6 +111,11 @@ export class MetricsSink implements Sink {
       if (record.state === 'events-late' && typeof record.late === 'number')
         this.eventsLate.add(record.late, { source });
       if (record.state === 'probe-restarted') this.probeRestarts.add(1, { source });
+      // /ready follows what the status lines say of the probes.
+      if (record.state === 'ready' || record.state === 'probe-restarted')
+        this.telemetry.setReady(true, '');
+      if (record.state === 'probe-failed') this.telemetry.setReady(false, record.message);
+      if (record.state === 'stopped') this.telemetry.setReady(false, 'podwire is stopping');
       return;
     }
     const seconds = (ms: number) => ms / 1000;

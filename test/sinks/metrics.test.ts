@@ -157,3 +157,37 @@ describe('--metrics [HOST:]PORT', () => {
     }
   });
 });
+
+describe('/ready on the metrics port (the DaemonSet readiness probe)', () => {
+  it('answers 503 until the probes are attached, 200 then, 503 with the reason while a probe program is down', async () => {
+    const started = await startTelemetry({
+      metrics: { host: '127.0.0.1', port: await freePort() },
+      status: () => {},
+    });
+    if ('error' in started) throw new Error(started.error);
+    const ready = (started.metricsUrl as string).replace(/\/metrics$/, '/ready');
+    const ask = async (url = ready) => {
+      const response = await fetch(url);
+      return `${response.status} ${(await response.text()).trim()}`;
+    };
+    try {
+      const sink = new MetricsSink(started);
+      expect(await ask()).toBe('503 not ready: the probes are being attached');
+      const said = (state: 'ready' | 'probe-failed' | 'probe-restarted', message: string) =>
+        sink.write({ kind: 'status', state, time: '', message, source: 'kernel' });
+      said('ready', 'tracing');
+      expect(await ask()).toBe('200 ready');
+      said('probe-failed', 'kernel: bpftrace exited with status 1');
+      expect(await ask()).toBe('503 not ready: kernel: bpftrace exited with status 1');
+      said('probe-restarted', 'kernel: probes attached again');
+      expect(await ask()).toBe('200 ready');
+      expect(await ask(ready.replace(/\/ready$/, '/other'))).toMatch(/^404 /);
+      // /metrics is still the exporter's (what it holds is tested above: one SDK per process).
+      expect(await ask(started.metricsUrl as string)).toMatch(/^200 # HELP /);
+    } finally {
+      await started.shutdown();
+    }
+    // The port is free again once podwire stopped.
+    await expect(fetch(ready)).rejects.toThrow();
+  });
+});
