@@ -72,8 +72,14 @@ export function loadKustomization(dir: string): KubeObject[] {
   if (kustomization.namespace !== undefined) {
     if (typeof kustomization.namespace !== 'string')
       throw new Error(`${file}: namespace must be a string`);
-    for (const object of objects)
+    for (const object of objects) {
+      // Otherwise the objects would go to a namespace that nothing here creates.
+      if (object.kind === 'Namespace' && object.metadata.name !== kustomization.namespace)
+        throw new Error(
+          `${file}: namespace ${kustomization.namespace} but the Namespace object is ${object.metadata.name}: name them the same`,
+        );
       if (!clusterScoped.has(object.kind)) object.metadata.namespace = kustomization.namespace;
+    }
   }
   return objects;
 }

@@ -52,7 +52,7 @@ function traceFlags(): Set<string> {
   return new Set(trace?.options.map((option) => option.long ?? '') ?? []);
 }
 
-/** The slowest stop the README reports for SIGTERM, bpftrace's own detach included, in seconds. */
+/** The largest figure of the README's stop-time row (the old median, the new maximum, bpftrace's own detach), in seconds. */
 function measuredStopSeconds(): number {
   const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
   const row = readme.split('\n').find((line) => line.includes('SIGINT/SIGTERM to exit'));
@@ -283,6 +283,15 @@ describe('the manifest loader', () => {
       `${header}resources: [pod.yaml]\npatches:\n  - target: {kind: ConfigMap}\n    patch: '[{op: replace, path: /data/b, value: "2"}]'\n`,
     );
     expect(() => loadKustomization(missing)).toThrow(/replace \/data\/b: there is no such field/);
+  });
+
+  it('refuses a Namespace object that is not the namespace the objects are put in', () => {
+    const dir = kustomization(`${header}namespace: ns\nresources: [pod.yaml, namespace.yaml]\n`);
+    writeFileSync(
+      join(dir, 'namespace.yaml'),
+      'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: other\n',
+    );
+    expect(() => loadKustomization(dir)).toThrow(/namespace ns but the Namespace object is other/);
   });
 
   it('applies add, replace and remove, and sets the namespace', () => {
