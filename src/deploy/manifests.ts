@@ -14,7 +14,7 @@ export interface KubeObject {
   [field: string]: unknown;
 }
 
-/** The objects the DaemonSet's pod template is read from; the template is the manifest's, as the test validates it. */
+/** The DaemonSet's pod template as Kubernetes types it; test/deploy/manifests.test.ts validates it against the schema. */
 export type PodTemplate = IPodTemplateSpec;
 
 /** What this loader understands of a kustomization.yaml; anything else is refused, never ignored. */
@@ -50,7 +50,7 @@ export function loadKustomization(dir: string): KubeObject[] {
   const file = join(dir, 'kustomization.yaml');
   if (!existsSync(file))
     throw new Error(`${dir} has no kustomization.yaml: give a kustomization directory`);
-  const kustomization = parse(readFileSync(file, 'utf8')) as Record<string, unknown> | null;
+  const kustomization = parseYaml(readFileSync(file, 'utf8'), file);
   if (!isRecord(kustomization) || kustomization.kind !== 'Kustomization')
     throw new Error(`${file} is not a Kustomization: it needs kind: Kustomization`);
   for (const field of Object.keys(kustomization)) {
@@ -101,7 +101,7 @@ function loadObjects(file: string): KubeObject[] {
   const objects: KubeObject[] = [];
   for (const document of parseAllDocuments(readFileSync(file, 'utf8'))) {
     if (document.errors.length > 0)
-      throw new Error(`${file} is not valid YAML: ${document.errors[0]?.message}`);
+      throw new Error(`${file} is not valid YAML: ${document.errors[0]?.message.split('\n')[0]}`);
     const object: unknown = document.toJS();
     if (object === null) continue;
     if (
@@ -137,7 +137,7 @@ function applyPatch(objects: KubeObject[], entry: unknown, where: string): void 
         `${where}: kustomize's target ${field} is not supported by podwire's manifest loader: select by group, version, kind, name, namespace`,
       );
   }
-  const ops: unknown = parse(entry.patch);
+  const ops = parseYaml(entry.patch, where);
   if (!Array.isArray(ops))
     throw new Error(
       `${where}: strategic merge patches are not supported by podwire's manifest loader: write a JSON 6902 list of ops`,
@@ -210,6 +210,15 @@ function pointer(path: string, where: string): string[] {
 function child(parent: unknown, key: string): unknown {
   if (Array.isArray(parent)) return /^\d+$/.test(key) ? parent[Number(key)] : undefined;
   return isRecord(parent) && Object.hasOwn(parent, key) ? parent[key] : undefined;
+}
+
+/** YAML's own error spans several lines with a code frame: its first line is enough to find the mistake. */
+function parseYaml(text: string, where: string): unknown {
+  try {
+    return parse(text);
+  } catch (error) {
+    throw new Error(`${where} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+  }
 }
 
 function list(value: unknown, file: string, field: string): unknown[] {

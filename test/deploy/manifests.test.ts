@@ -294,6 +294,17 @@ describe('the manifest loader', () => {
     expect(() => loadKustomization(dir)).toThrow(/namespace ns but the Namespace object is other/);
   });
 
+  it('says in one line which file is not YAML', () => {
+    const dir = kustomization(`${header}resources: [pod.yaml]\n`);
+    writeFileSync(
+      join(dir, 'pod.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [one\n',
+    );
+    const load = () => loadKustomization(dir);
+    expect(load).toThrow(/pod\.yaml is not valid YAML: \S/);
+    expect(load).not.toThrow(/\n/);
+  });
+
   it('applies add, replace and remove, and sets the namespace', () => {
     const dir = kustomization(
       `${header}namespace: ns\nresources: [pod.yaml]\npatches:\n  - target: {version: v1, kind: ConfigMap, name: one}\n    patch: |-\n      - {op: add, path: /data/b~1c, value: "2"}\n      - {op: replace, path: /data/a, value: "3"}\n      - {op: add, path: /metadata/labels, value: {x: y}}\n      - {op: remove, path: /metadata/labels/x}\n`,
