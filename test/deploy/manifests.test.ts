@@ -154,7 +154,7 @@ describe('the base DaemonSet', () => {
       expect.objectContaining({ name: 'metrics', port: metrics.port, targetPort: 'metrics' }),
     ]);
     expect(template.metadata?.labels).toMatchObject(service.spec?.selector ?? { none: 'none' });
-    expect(container?.readinessProbe?.httpGet).toMatchObject({ path: '/metrics', port: 'metrics' });
+    expect(container?.readinessProbe?.httpGet).toMatchObject({ path: '/ready', port: 'metrics' });
   });
 
   it('names its node from the downward API and configures the OTLP exporter', () => {
