@@ -1,5 +1,14 @@
 // `podwire lab ...`: the embedded lab node from the command line.
 import type { Command } from 'commander';
+import { manifestDir } from '../deploy/manifests.js';
+import {
+  criLogContent,
+  daemonSetDown,
+  daemonSetFromManifest,
+  daemonSetLogs,
+  daemonSetUp,
+  ensureLabImage,
+} from '../lab/daemonset.js';
 import { labDown, labRestart, labStatus, labUp } from '../lab/lab.js';
 import { labPaths } from '../lab/paths.js';
 import { type CreatedPod, createPods, deletePods, percentile } from '../lab/pods.js';
@@ -147,5 +156,57 @@ export function registerLab(program: Command): void {
         ),
       );
       if (deleted.some((pod) => pod.error)) process.exitCode = 1;
+    });
+
+  const daemonSet = lab
+    .command('daemonset')
+    .description(
+      "podwire's own DaemonSet (deploy/kubernetes) on the lab, run through CRI as a kubelet runs it",
+    );
+
+  daemonSet
+    .command('up')
+    .description(
+      "build podwire's image if the lab lacks it, and run the DaemonSet's pod from the manifest",
+    )
+    .option('--privileged', 'the privileged overlay (deploy/kubernetes/overlays/privileged)')
+    .option('--build', 'build and import the image again (after a change to podwire)')
+    .action(async (options: { privileged?: boolean; build?: boolean }) => {
+      requireRoot('podwire lab daemonset up');
+      const paths = labPaths();
+      const spec = daemonSetFromManifest(manifestDir(options.privileged ? 'privileged' : 'base'));
+      const sandboxId = await daemonSetUp(
+        paths,
+        spec,
+        (image) => ensureLabImage(paths, image, options.build === true, progress),
+        progress,
+      );
+      progress(
+        `${spec.namespace}/${spec.name} runs (${sandboxId.slice(0, 13)}): podwire lab daemonset logs shows its records`,
+      );
+    });
+
+  daemonSet
+    .command('logs')
+    .description(
+      'what the DaemonSet pod wrote: its stdout (the NDJSON records) here, its stderr on stderr',
+    )
+    .action(async () => {
+      requireRoot('podwire lab daemonset logs');
+      for (const { text } of await daemonSetLogs(labPaths())) {
+        for (const { stream, line } of criLogContent(text))
+          (stream === 'stdout' ? process.stdout : process.stderr).write(`${line}\n`);
+      }
+    });
+
+  daemonSet
+    .command('down')
+    .description(
+      "stop the DaemonSet's pod with its grace period, as the kubelet does, and remove it",
+    )
+    .action(async () => {
+      requireRoot('podwire lab daemonset down');
+      const spec = daemonSetFromManifest(manifestDir());
+      await daemonSetDown(labPaths(), spec.graceSeconds, progress);
     });
 }

@@ -1,11 +1,15 @@
 // `podwire lab daemonset up|logs|down`: the lab plays the kubelet for podwire's own DaemonSet. The pod template is
 // read from the manifest and sent through CRI as the kubelet would send it (src/lab/pod-template.ts), so what runs
 // on the lab is what the manifest says; the image comes from podwire's own build.
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import type { CriClient, PodSandbox } from '../cri/client.js';
+import { loadKustomization } from '../deploy/manifests.js';
 import { command } from './host.js';
 import { criEndpoint, LabError, labCgroupParent } from './lab.js';
 import type { LabPaths } from './paths.js';
@@ -20,6 +24,24 @@ export interface DaemonSetSpec {
   name: string;
   namespace: string;
   template: PodTemplate;
+  /** The pod's terminationGracePeriodSeconds (Kubernetes' default 30 when the manifest has none). */
+  graceSeconds: number;
+}
+
+/** The one DaemonSet of the kustomization at `dir`, as `kubectl apply -k` would create it. */
+export function daemonSetFromManifest(dir: string): DaemonSetSpec {
+  const found = loadKustomization(dir).filter((object) => object.kind === 'DaemonSet');
+  const [daemonSet] = found;
+  if (found.length !== 1 || !daemonSet)
+    throw new LabError(`${dir} has ${found.length} DaemonSets: the lab runs exactly one`);
+  const template = (daemonSet.spec as { template?: PodTemplate } | undefined)?.template;
+  if (!template?.spec) throw new LabError(`${dir}: the DaemonSet has no spec.template.spec`);
+  return {
+    name: daemonSet.metadata.name,
+    namespace: daemonSet.metadata.namespace ?? 'default',
+    template,
+    graceSeconds: template.spec.terminationGracePeriodSeconds ?? 30,
+  };
 }
 
 /** The DaemonSet's pod on the lab, if it runs. */
@@ -186,22 +208,73 @@ export async function daemonSetDown(
   }
 }
 
-/** Imports an OCI archive into the lab's containerd under `name`, where CRI finds it. */
-export async function importImage(
+/** scripts/build-image.sh of this checkout, found from this module under src/ and dist/src/. */
+function buildScript(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const script = join(dir, 'scripts', 'build-image.sh');
+    if (existsSync(script)) return script;
+    dir = dirname(dir);
+  }
+  throw new LabError('cannot find scripts/build-image.sh: run podwire from its checkout');
+}
+
+/** Runs the build script, its progress lines passed on as they come (a cold build takes minutes). */
+async function buildImage(progress: Progress): Promise<void> {
+  const script = buildScript();
+  const child = spawn('bash', [script], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const lines = createInterface({ input: child.stderr as NodeJS.ReadableStream });
+  const last: string[] = [];
+  lines.on('line', (line) => {
+    last.push(line);
+    if (last.length > 20) last.shift();
+    if (line.startsWith('build-image: ')) progress(line.slice('build-image: '.length));
+  });
+  const code = await new Promise<number>((resolve) =>
+    child.on('close', (status) => resolve(status ?? 1)),
+  );
+  if (code !== 0)
+    throw new LabError(
+      `${script} failed (status ${code}): ${last.at(-1) ?? 'no output'}; run it by hand to see all`,
+    );
+}
+
+/**
+ * Makes the image the manifest names available to the lab's containerd, as a registry would for a kubelet:
+ * built with scripts/build-image.sh (buildah) when the lab lacks it or `rebuild` asks, then imported.
+ */
+export async function ensureLabImage(
   paths: LabPaths,
-  archive: string,
+  image: string,
+  rebuild: boolean,
   progress: Progress,
 ): Promise<void> {
-  progress(`importing ${archive} into the lab's containerd`);
-  await command('ctr', [
-    '--address',
-    paths.socket,
-    '--namespace',
-    'k8s.io',
-    'images',
-    'import',
-    archive,
-  ]);
+  if (!rebuild && (await labHasImage(paths, image))) return;
+  progress(
+    `building ${image} with scripts/build-image.sh (minutes the first time, then its layers are reused)`,
+  );
+  await buildImage(progress);
+  const archive = join(paths.imageDir, 'daemonset.oci.tar');
+  try {
+    await command('buildah', [
+      'push',
+      '--quiet',
+      image,
+      `oci-archive:${archive}:${normalizedImage(image)}`,
+    ]);
+    progress(`importing ${image} into the lab's containerd`);
+    await command('ctr', [
+      '--address',
+      paths.socket,
+      '--namespace',
+      'k8s.io',
+      'images',
+      'import',
+      archive,
+    ]);
+  } finally {
+    rmSync(archive, { force: true });
+  }
 }
 
 /** Whether the lab's containerd has the image, under the name CRI resolves. */

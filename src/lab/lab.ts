@@ -30,6 +30,8 @@ import type { LabPaths } from './paths.js';
 import { type LabRecord, readLabRecord, rememberNetns, writeLabRecord } from './record.js';
 
 export const labCgroupParent = '/podwire-lab';
+/** How long `lab down` gives a pod's containers between SIGTERM and SIGKILL (Kubernetes' default grace). */
+const labGraceSeconds = 30;
 const readyTimeoutMs = 30_000;
 
 export interface UpOptions {
@@ -250,6 +252,14 @@ async function removeAllSandboxes(
   for (const sandbox of sandboxes) {
     const netns = await sandboxNetns(client, sandbox.id).catch(() => null);
     if (netns) rememberNetns(paths, [netns]);
+    // StopPodSandbox kills what runs at once; a pod's containers first get SIGTERM and a grace period, as from
+    // a kubelet (the DaemonSet's podwire removes its probes then).
+    const containers = await client.listContainers({ podSandboxId: sandbox.id });
+    for (const container of containers.filter((c) => c.state === 'CONTAINER_RUNNING')) {
+      await client.stopContainer(container.id, labGraceSeconds, {
+        timeoutMs: (labGraceSeconds + 30) * 1000,
+      });
+    }
     await client.stopPodSandbox(sandbox.id);
     await client.removePodSandbox(sandbox.id);
     progress(

@@ -1,6 +1,8 @@
 // The parts of `podwire lab daemonset` that need no lab: the image name CRI resolves, and the CRI log format.
 import { describe, expect, it } from 'vitest';
-import { criLogContent, normalizedImage } from '../../src/lab/daemonset.js';
+import { manifestDir } from '../../src/deploy/manifests.js';
+import { criLogContent, daemonSetFromManifest, normalizedImage } from '../../src/lab/daemonset.js';
+import { criPod } from '../../src/lab/pod-template.js';
 
 describe('lab daemonset', () => {
   it('names the image as containerd resolves a manifest image', () => {
@@ -28,5 +30,31 @@ describe('lab daemonset', () => {
       { stream: 'stdout', line: '{"kind":"handshake","outcome":"ok"}' },
       { stream: 'stderr', line: 'half a line' },
     ]);
+  });
+
+  it('reads the DaemonSet of deploy/kubernetes and its overlay into CRI requests the lab can send', () => {
+    const identity = {
+      name: 'podwire-lab',
+      namespace: 'podwire',
+      uid: 'u',
+      nodeName: 'n',
+      hostIp: '127.0.0.1',
+      logDirectory: '/l',
+      cgroupParent: '/c',
+      emptyDirRoot: '/e',
+    };
+    const base = daemonSetFromManifest(manifestDir('base'));
+    expect(base).toMatchObject({ name: 'podwire', namespace: 'podwire' });
+    expect(base.graceSeconds).toBe(base.template.spec.terminationGracePeriodSeconds);
+    const manifestContainer = base.template.spec.containers[0];
+    const [container] = criPod(base.template, identity).containers;
+    expect(container?.linux?.securityContext?.capabilities).toEqual({
+      addCapabilities: manifestContainer?.securityContext?.capabilities?.add,
+      dropCapabilities: ['ALL'],
+    });
+    expect(container?.args).toEqual(manifestContainer?.args);
+    const privileged = criPod(daemonSetFromManifest(manifestDir('privileged')).template, identity);
+    expect(privileged.sandbox.linux?.securityContext?.privileged).toBe(true);
+    expect(privileged.containers[0]?.linux?.securityContext?.privileged).toBe(true);
   });
 });
