@@ -1,5 +1,6 @@
 // `podwire trace`: runs the probes on this node and sends every handshake and teardown to the sinks.
 import { existsSync } from 'node:fs';
+import { nodeRoot } from './binaries/discover.js';
 import {
   fileIdentity,
   type PluginSurvey,
@@ -22,7 +23,13 @@ import { monotonicToRealtimeOffset } from './time.js';
 import { warmUp } from './warmup.js';
 
 export interface TraceOptions {
+  /** CNI plugin directories as the node's runtime names them (the kernel sees its execs by these names). */
   cniBinDirs: string[];
+  /**
+   * Where podwire reaches the node's files: '' on the node itself, /proc/1/root in a DaemonSet pod (hostPID),
+   * whose own root is the image's. Default: found (nodeRoot()).
+   */
+  nodeRoot?: string;
   /** Runtime binaries to probe; empty: every containerd running on the node, found by itself. */
   runtimeBinaries: string[];
   netnsDirs: string[];
@@ -164,12 +171,15 @@ export class Tracer {
     );
   }
 
+  /** The CNI plugin directories as podwire opens them (under the node's root when podwire has another). */
+  private pluginDirs(): string[] {
+    const root = this.options.nodeRoot ?? nodeRoot();
+    return this.options.cniBinDirs.map((dir) => `${root}${dir}`);
+  }
+
   /** Looks at the CNI plugins and says where their I/O will be probed, and why not in their own code if not. */
   private surveyPlugins(): string {
-    const plugins = surveyPlugins(
-      this.options.cniBinDirs,
-      this.options.pluginProbes === 'syscalls',
-    );
+    const plugins = surveyPlugins(this.pluginDirs(), this.options.pluginProbes === 'syscalls');
     this.plugins = plugins;
     const probed = plugins.plugins.filter((p) =>
       Object.values(p.offsets).some((o) => o.length > 0),
@@ -208,8 +218,7 @@ export class Tracer {
 
   /** A plugin installed, replaced or removed: its uprobes belong to the old file, so the program is made again. */
   private recheckPlugins(): void {
-    if (!this.plugins || pluginFingerprint(this.options.cniBinDirs) === this.plugins.fingerprint)
-      return;
+    if (!this.plugins || pluginFingerprint(this.pluginDirs()) === this.plugins.fingerprint) return;
     const kernel = this.kernel;
     if (!kernel) return;
     this.emit(
@@ -435,6 +444,7 @@ export class Tracer {
 export const traceDefaults = { cniBinDirs: defaultCniBinDirs, netnsDirs: defaultNetnsDirs };
 
 /** The default CNI bin dirs that exist on this node. */
-export function existingCniBinDirs(): string[] {
-  return defaultCniBinDirs.filter((dir) => existsSync(dir));
+/** The default CNI plugin directories the node has, by the names its runtime uses. */
+export function existingCniBinDirs(root = nodeRoot()): string[] {
+  return defaultCniBinDirs.filter((dir) => existsSync(`${root}${dir}`));
 }

@@ -44,6 +44,14 @@ function sameFile(a: string, b: string): boolean {
   }
 }
 
+/**
+ * Where podwire reaches the node's files: the root of the node's first process, which is podwire's own on the node
+ * and /proc/1/root in a pod that shares the node's processes (hostPID) but has its image as root.
+ */
+export function nodeRoot(): string {
+  return rootOf(1);
+}
+
 /** Every running containerd (the machine's, the lab's, any other), grouped by binary: one probe set per binary. */
 export function runningRuntimes(): RunningRuntime[] {
   const byBinary = new Map<string, RunningRuntime>();

@@ -4,7 +4,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { runningRuntimes } from '../binaries/discover.js';
+import { nodeRoot, runningRuntimes } from '../binaries/discover.js';
 import { pluginFilesIn, surveyPlugins } from '../binaries/plugins.js';
 import { inspectContainerd } from '../binaries/runtime.js';
 import { printJson } from '../cli/output.js';
@@ -113,10 +113,15 @@ async function runtimeReport(
   };
 }
 
-function cniBinDirReport(dir: string, source: CniBinDirReport['source']): CniBinDirReport {
+/** `dir` as the node's runtime names it, read under `root` (podwire's way to the node's files). */
+function cniBinDirReport(
+  dir: string,
+  source: CniBinDirReport['source'],
+  root: string,
+): CniBinDirReport {
   let plugins: string[];
   try {
-    plugins = pluginFilesIn(dir).map((path) => basename(path));
+    plugins = pluginFilesIn(`${root}${dir}`).map((path) => basename(path));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
     return {
@@ -158,15 +163,16 @@ export async function doctorReport(options: DoctorOptions): Promise<DoctorReport
   ]);
   const checks = [...nodeChecks(readings), pollLibraryCheck()];
 
-  const defaults = defaultCniBinDirs.map((dir) => ({ dir, exists: isDirectory(dir) }));
+  const root = nodeRoot();
+  const defaults = defaultCniBinDirs.map((dir) => ({ dir, exists: isDirectory(`${root}${dir}`) }));
   const cniBinDirs = options.cniBinDirs
-    ? options.cniBinDirs.map((dir) => cniBinDirReport(dir, '--cni-bin-dir'))
-    : defaults.filter((d) => d.exists).map((d) => cniBinDirReport(d.dir, 'default'));
+    ? options.cniBinDirs.map((dir) => cniBinDirReport(dir, '--cni-bin-dir', root))
+    : defaults.filter((d) => d.exists).map((d) => cniBinDirReport(d.dir, 'default', root));
   const cniBinDirsAbsent = options.cniBinDirs
     ? []
     : defaults.filter((d) => !d.exists).map((d) => d.dir);
 
-  const survey = surveyPlugins(cniBinDirs.map((d) => d.dir));
+  const survey = surveyPlugins(cniBinDirs.map((d) => `${root}${d.dir}`));
   return {
     checks,
     runtimes,
