@@ -38,12 +38,20 @@ install() {
 # RLIMIT_NPROC, which fails where root lacks CAP_SYS_RESOURCE (as on this machine); `buildah run` sets no rlimit.
 install buildah
 
-# Temp dirs and a half-made base container go whatever happens.
+# Temp dirs, a half-made base container and an interrupted build's working containers go whatever happens.
 scratch=
 container=
+building=
 cleanup() {
   [ -z "$container" ] || buildah rm "$container" >/dev/null 2>&1 || true
   [ -z "$scratch" ] || rm -rf "$scratch"
+  # buildah build removes its stages' containers when it ends, not when it is interrupted (Ctrl-C).
+  if [ -n "$building" ]; then
+    local id
+    for id in $(buildah containers --quiet 2>/dev/null); do
+      [[ " $building " == *" $id "* ]] || buildah rm "$id" >/dev/null 2>&1 || true
+    done
+  fi
 }
 trap cleanup EXIT
 
@@ -163,11 +171,13 @@ ca=/etc/ssl/certs/ca-certificates.crt
 say "building $image from $dockerfile"
 scratch=$(mktemp -d /tmp/podwire-build.XXXXXX)
 started=$SECONDS
+building=" $(buildah containers --quiet | tr '\n' ' ') "
 # Its whole output only when it fails.
 if ! buildah build --layers --pull=never --network host "${secret[@]}" -f "$dockerfile" -t "$image" . 2>&1 |
   steps "$scratch/build.log"; then
   tail -n 30 "$scratch/build.log" >&2
   die "buildah build of $dockerfile failed (last lines above): fix it and run scripts/build-image.sh again"
 fi
+building=
 say "built $image in $((SECONDS - started)) s"
 printf '%s %s\n' "$image" "$(buildah images --format '{{.Size}}' "$image")"
