@@ -1,7 +1,6 @@
 // The per-sandbox state machine: joins probe events by the keys the kernel and runtime hand over (sandbox id,
 // pod uid, netns path and inode, process tree, goroutine) into one record per pod handshake or teardown.
 // Deterministic: no clock, timer or I/O; time is the events' own. The same events give the same records.
-import { cniEnvironment } from '../decode/cni.js';
 import { decodeNetlink } from '../decode/rtnetlink.js';
 import type { ProbeEvent } from '../events.js';
 import { rfc3339Nanos } from '../time.js';
@@ -17,6 +16,7 @@ import {
   type Netns,
   type PluginRun,
   pathKey,
+  pluginEnvironment,
   pluginFailed,
   pluginSignal,
   type Sandbox,
@@ -170,6 +170,7 @@ export class Correlator {
           exitCode: null,
           status: null,
           env: {},
+          environment: null,
           stdout: [],
           requests: [],
           parent,
@@ -182,7 +183,9 @@ export class Correlator {
       }
       case 'cni_env': {
         const plugin = this.plugins.get(event.pid);
-        if (plugin) plugin.env[event.name] = event.value;
+        if (!plugin) return;
+        plugin.env[event.name] = event.value;
+        plugin.environment = null;
         return;
       }
       case 'cni_out':
@@ -467,7 +470,7 @@ export class Correlator {
     for (const key of [...this.pendingRequests.keys()])
       if (key.startsWith(`${pid}:`)) this.pendingRequests.delete(key);
     if (plugin.parent) return; // Delegated IPAM travels with the plugin that ran it.
-    const env = cniEnvironment(plugin.env);
+    const env = pluginEnvironment(plugin);
     const command = env.command;
     if (!env.containerId || (command !== ADD && command !== DEL)) return;
     const inFlight = this.byId.get(env.containerId);
