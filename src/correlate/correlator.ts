@@ -42,7 +42,8 @@ export class Correlator {
   /** Pinned namespaces of finished handshakes, by path, so that their deletion joins the right teardown. */
   private netnsOwners = new Map<string, string>();
   private nowNs = 0n;
-  private lastSweepNs = 0n;
+  /** The next sweep comes after this: kept as the bound rather than the last sweep, so no bigint is made per event. */
+  private sweepAfterNs = 1_000_000_000n;
   /** Whether CRI uprobes run (may change when a runtime appears): decides when a handshake is complete. */
   get criProbes(): boolean {
     return this.options.criProbes;
@@ -76,8 +77,8 @@ export class Correlator {
   pushInto(event: ProbeEvent, out: HandshakeRecord[]): void {
     if (event.ns > this.nowNs) this.nowNs = event.ns;
     this.handle(event, out);
-    if (this.nowNs - this.lastSweepNs > 1_000_000_000n) {
-      this.lastSweepNs = this.nowNs;
+    if (this.nowNs > this.sweepAfterNs) {
+      this.sweepAfterNs = this.nowNs + 1_000_000_000n;
       this.sweep(out);
     }
   }
