@@ -78,7 +78,8 @@ function partialKey(plan: Plan, line: ProbeLine, values: Record<string, unknown>
 }
 
 /** Joins string chunks: the next chunk continues only where the previous one filled its whole width. */
-function joinStringChunks(chunks: string[]): string {
+function joinStringChunks(chunks: string | readonly string[]): string {
+  if (typeof chunks === 'string') return unescapeJson(chunks);
   let text = '';
   for (const escaped of chunks) {
     const chunk = unescapeJson(escaped);
@@ -450,7 +451,7 @@ export class Assembler {
       if (partial) this.complete(partial, out);
       if (expected <= 1) {
         if (partial) this.partials.delete(key);
-        this.complete({ plan, first: line, values, chunks: [text], expected }, out);
+        this.completeWith(plan, line, values, text, out);
       } else
         this.partials.set(key || partialKey(plan, line, values), {
           plan,
@@ -477,7 +478,17 @@ export class Assembler {
   }
 
   private complete(partial: Partial, out: AssembleResult): void {
-    const { plan, first, values, chunks } = partial;
+    this.completeWith(partial.plan, partial.first, partial.values, partial.chunks, out);
+  }
+
+  /** A value from its first line's fields and its chunk texts (one text: whole in one line, nothing kept). */
+  private completeWith(
+    plan: Plan,
+    first: ProbeLine,
+    values: Record<string, unknown>,
+    chunks: string | readonly string[],
+    out: AssembleResult,
+  ): void {
     const spec = plan.spec.chunks;
     const last = plan.fields[plan.head] as Field;
     values[last.name] =
