@@ -1,6 +1,6 @@
 // Builds one record from a finished sandbox or teardown: phases nested as they ran, the fields users filter on,
 // the outcome with its cause, and the deviations from the textbook order.
-import { type CniOutput, cniEnvironment, cniErrorMessage, cniOutput } from '../decode/cni.js';
+import { type CniOutput, cniErrorMessage, cniOutput } from '../decode/cni.js';
 import { earliest, latest, millis, rfc3339Nanos } from '../time.js';
 import { netlinkAttributes, netlinkPhaseName } from './netlink-phase.js';
 import type { HandshakeRecord, PhaseKind, PhaseRecord } from './record.js';
@@ -11,6 +11,7 @@ import {
   DEL,
   type NetlinkRequest,
   type PluginRun,
+  pluginEnvironment,
   pluginFailed,
   pluginSignal,
   type Sandbox,
@@ -64,7 +65,7 @@ export class HandshakeBuilder {
     depth: number,
     facts: Facts,
   ): void {
-    const env = cniEnvironment(plugin.env);
+    const env = pluginEnvironment(plugin);
     // A plugin exec'd by a plugin is the delegated IPAM; the runtime runs the others.
     const kind = plugin.parent ? 'ipam' : 'cni';
     const name = kind === 'ipam' ? `ipam ${plugin.name}` : `cni ${command} ${plugin.name}`;
@@ -205,10 +206,10 @@ export class HandshakeBuilder {
       sandboxId: sandbox.id,
       runtime: this.options.runtime,
       pod: { ...sandbox.pod },
-      netns: sandbox.netns?.path ?? cniEnvironment(primary?.env ?? {}).netns ?? null,
+      netns: sandbox.netns?.path ?? pluginEnvironment(primary).netns ?? null,
       podIP: facts.podIP ?? resultAddress ?? null,
       hostVeth: facts.hostVeth,
-      podInterface: facts.podInterface ?? cniEnvironment(primary?.env ?? {}).ifname ?? null,
+      podInterface: facts.podInterface ?? pluginEnvironment(primary).ifname ?? null,
       bridge: facts.bridge,
       cni: facts.cni,
       outcome: this.outcome(missing),
@@ -258,7 +259,7 @@ export class HandshakeBuilder {
     const endNs = latest(all);
     // The pod's side is named by the primary plugin's DEL, not loopback's.
     const primary = ordered.find((plugin) => plugin.name !== 'loopback') ?? ordered[0];
-    const env = cniEnvironment(primary?.env ?? {});
+    const env = pluginEnvironment(primary);
     const missing = this.missing(teardown.lost, []);
     return {
       kind: 'teardown',

@@ -1,7 +1,6 @@
 // The per-sandbox state machine: joins probe events by the keys the kernel and runtime hand over (sandbox id,
 // pod uid, netns path and inode, process tree, goroutine) into one record per pod handshake or teardown.
 // Deterministic: no clock, timer or I/O; time is the events' own. The same events give the same records.
-import { cniEnvironment } from '../decode/cni.js';
 import { decodeNetlink } from '../decode/rtnetlink.js';
 import type { ProbeEvent } from '../events.js';
 import { rfc3339Nanos } from '../time.js';
@@ -17,6 +16,7 @@ import {
   type Netns,
   type PluginRun,
   pathKey,
+  pluginEnvironment,
   pluginFailed,
   pluginSignal,
   type Sandbox,
@@ -37,11 +37,13 @@ export class Correlator {
   private netnsByInum = new Map<number, Netns>();
   private unshares = new Map<number, { ns: bigint; inum: number }>();
   private criCalls = new Map<string, CriCall & { args: Record<string, string> }>();
-  private pendingRequests = new Map<string, NetlinkRequest>();
+  /** Netlink requests waiting for their answer, by plugin pid, then sequence number: a plugin's go when it exits. */
+  private pendingRequests = new Map<number, Map<number, NetlinkRequest>>();
   /** Pinned namespaces of finished handshakes, by path, so that their deletion joins the right teardown. */
   private netnsOwners = new Map<string, string>();
   private nowNs = 0n;
-  private lastSweepNs = 0n;
+  /** The next sweep comes after this: kept as the bound rather than the last sweep, so no bigint is made per event. */
+  private sweepAfterNs = 1_000_000_000n;
   /** Whether CRI uprobes run (may change when a runtime appears): decides when a handshake is complete. */
   get criProbes(): boolean {
     return this.options.criProbes;
@@ -75,8 +77,8 @@ export class Correlator {
   pushInto(event: ProbeEvent, out: HandshakeRecord[]): void {
     if (event.ns > this.nowNs) this.nowNs = event.ns;
     this.handle(event, out);
-    if (this.nowNs - this.lastSweepNs > 1_000_000_000n) {
-      this.lastSweepNs = this.nowNs;
+    if (this.nowNs > this.sweepAfterNs) {
+      this.sweepAfterNs = this.nowNs + 1_000_000_000n;
       this.sweep(out);
     }
   }
@@ -170,6 +172,7 @@ export class Correlator {
           exitCode: null,
           status: null,
           env: {},
+          environment: null,
           stdout: [],
           requests: [],
           parent,
@@ -182,7 +185,9 @@ export class Correlator {
       }
       case 'cni_env': {
         const plugin = this.plugins.get(event.pid);
-        if (plugin) plugin.env[event.name] = event.value;
+        if (!plugin) return;
+        plugin.env[event.name] = event.value;
+        plugin.environment = null;
         return;
       }
       case 'cni_out':
@@ -197,8 +202,7 @@ export class Correlator {
         const plugin = this.plugins.get(event.pid);
         if (!plugin) return;
         const seq = netlinkSeq(event.bytes);
-        const key = `${event.pid}:${seq}`;
-        const pending = seq === null ? undefined : this.pendingRequests.get(key);
+        const pending = seq === null ? undefined : this.pendingRequests.get(event.pid)?.get(seq);
         // The same request again before any answer: the entry uprobe fired twice for one call (Go's stack growth
         // runs a function's start again), not a second request.
         if (pending && pending.endNs === null && pending.tid === event.tid) return;
@@ -215,15 +219,20 @@ export class Correlator {
           extack: null,
         };
         plugin.requests.push(entry);
-        if (seq !== null) this.pendingRequests.set(key, entry);
+        if (seq !== null) {
+          const requests = this.pendingRequests.get(event.pid);
+          if (requests) requests.set(seq, entry);
+          else this.pendingRequests.set(event.pid, new Map([[seq, entry]]));
+        }
         return;
       }
       case 'nl_recv': {
         // The answer echoes its request's sequence number: plugin-io.bt does not see the socket's fd.
         const seq = netlinkSeq(event.bytes);
-        const key = `${event.pid}:${seq}`;
-        const entry = seq === null ? undefined : this.pendingRequests.get(key);
-        if (!entry) return;
+        if (seq === null) return;
+        const requests = this.pendingRequests.get(event.pid);
+        const entry = requests?.get(seq);
+        if (!requests || !entry) return;
         entry.endNs ??= event.ns;
         // Only an error (or ack) says how the request went; data replies are not decoded at all.
         if (!carriesError(event.bytes)) return;
@@ -234,7 +243,8 @@ export class Correlator {
           entry.errno = error.error.errno;
           entry.endNs = event.ns;
           if (error.error.extack?.msg) entry.extack = error.error.extack.msg;
-          this.pendingRequests.delete(key);
+          requests.delete(seq);
+          if (requests.size === 0) this.pendingRequests.delete(event.pid);
         }
         return;
       }
@@ -464,10 +474,9 @@ export class Correlator {
     plugin.status = status;
     // The wait status has the exit code (bits 8-15) unless a signal ended it (low 7 bits).
     if (pluginSignal(plugin) === 0) plugin.exitCode = (status >> 8) & 0xff;
-    for (const key of [...this.pendingRequests.keys()])
-      if (key.startsWith(`${pid}:`)) this.pendingRequests.delete(key);
+    this.pendingRequests.delete(pid);
     if (plugin.parent) return; // Delegated IPAM travels with the plugin that ran it.
-    const env = cniEnvironment(plugin.env);
+    const env = pluginEnvironment(plugin);
     const command = env.command;
     if (!env.containerId || (command !== ADD && command !== DEL)) return;
     const inFlight = this.byId.get(env.containerId);
@@ -543,8 +552,9 @@ export class Correlator {
     for (const [key, call] of this.criCalls) if (expired(call.enterNs)) this.criCalls.delete(key);
     for (const [pid, plugin] of this.plugins) if (expired(plugin.startNs)) this.plugins.delete(pid);
     for (const [tid, unshare] of this.unshares) if (expired(unshare.ns)) this.unshares.delete(tid);
-    for (const [key, request] of this.pendingRequests) {
-      if (expired(request.sendNs)) this.pendingRequests.delete(key);
+    for (const [pid, requests] of this.pendingRequests) {
+      for (const [seq, request] of requests) if (expired(request.sendNs)) requests.delete(seq);
+      if (requests.size === 0) this.pendingRequests.delete(pid);
     }
     while (this.netnsOwners.size > this.options.maxInFlight) {
       const oldest = this.netnsOwners.keys().next().value;

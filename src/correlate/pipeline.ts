@@ -27,6 +27,14 @@ export interface PipelineOutput {
   late?: { count: number; message: string };
 }
 
+/** What a step gives when it gives nothing: shared, and frozen so that no caller can add to it. */
+export const noOutput: PipelineOutput = Object.freeze({
+  records: Object.freeze([]),
+  problems: Object.freeze([]),
+}) as unknown as PipelineOutput;
+
+const newOutput = (): PipelineOutput => ({ records: [], problems: [] });
+
 /** Events from different CPUs can arrive out of order by a little: hold each this long (event time) and sort. */
 const reorderWindowNs = 250_000_000n;
 /** At most this many events wait: past it the oldest go on, and what is in flight is reported as maybe missing some. */
@@ -84,7 +92,8 @@ export class Pipeline {
 
   /** One raw line of one bpftrace process (`source` names it: "kernel", "cri:/usr/bin/containerd"). */
   push(source: string, raw: string): PipelineOutput {
-    const out: PipelineOutput = { records: [], problems: [] };
+    // Nearly every line gives nothing: the output is made only when one does.
+    const out = this.nextOutput;
     this.counters.lines++;
     const parsed = parseBpftraceLine(raw);
     switch (parsed.type) {
@@ -132,8 +141,20 @@ export class Pipeline {
       case 'other':
         break;
     }
+    if (
+      out.records.length === 0 &&
+      out.problems.length === 0 &&
+      out.attached === undefined &&
+      out.lost === undefined &&
+      out.late === undefined
+    )
+      return noOutput;
+    this.nextOutput = newOutput();
     return out;
   }
+
+  /** Where push() writes; handed out (and replaced) only when a line gave something. */
+  private nextOutput = newOutput();
 
   /** A source has been read up to `ns`: from now on its events are waited for. */
   private tick(source: string, ns: bigint, out: PipelineOutput): void {

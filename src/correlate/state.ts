@@ -1,4 +1,5 @@
 // What the correlator keeps per sandbox while a handshake or teardown is in flight, and the options that bound it.
+import { type CniEnvironment, cniEnvironment } from '../decode/cni.js';
 import type { NetlinkMessage } from '../decode/rtnetlink.js';
 
 export interface CorrelatorOptions {
@@ -37,12 +38,21 @@ export interface PluginRun {
   exitCode: number | null;
   status: number | null;
   env: Record<string, string>;
+  /** `env` read (cniEnvironment), kept until a variable is added: the correlator and builder ask several times. */
+  environment: CniEnvironment | null;
   stdout: Uint8Array[];
   requests: NetlinkRequest[];
   /** For delegated IPAM: the plugin that exec'd it. */
   parent: PluginRun | null;
   children: PluginRun[];
   netnsInum: number | null;
+}
+
+/** The CNI variables of a plugin's environment (none without a plugin), read once for all who ask. */
+export function pluginEnvironment(plugin: PluginRun | null | undefined): CniEnvironment {
+  if (!plugin) return cniEnvironment({});
+  plugin.environment ??= cniEnvironment(plugin.env);
+  return plugin.environment;
 }
 
 /** The signal that ended a plugin (from its wait status), 0 when it exited by itself or has not ended. */

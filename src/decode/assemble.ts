@@ -70,8 +70,16 @@ interface Partial {
   expected: number;
 }
 
+/** What tells one chunked value's lines from another's: the tag, the thread, and the fields the tag names. */
+function partialKey(plan: Plan, line: ProbeLine, values: Record<string, unknown>): string {
+  let key = `${plan.tag}:${line.tid}`;
+  for (const name of plan.spec.chunks?.key ?? []) key += `:${values[name]}`;
+  return key;
+}
+
 /** Joins string chunks: the next chunk continues only where the previous one filled its whole width. */
-function joinStringChunks(chunks: string[]): string {
+function joinStringChunks(chunks: string | readonly string[]): string {
+  if (typeof chunks === 'string') return unescapeJson(chunks);
   let text = '';
   for (const escaped of chunks) {
     const chunk = unescapeJson(escaped);
@@ -436,16 +444,16 @@ export class Assembler {
       const long = chunk > 0 || chunks.continued?.test(text) === true;
       expected = !long || unescapeJson(text).length < stringChunk ? chunk + 1 : chunks.max;
     }
-    let key = `${plan.tag}:${line.tid}`;
-    for (const name of chunks.key) key += `:${values[name]}`;
-    const partial = this.partials.get(key);
+    // Most values are whole in one line and nothing waits: then no key is made.
+    const key = this.partials.size === 0 && chunk === 0 ? '' : partialKey(plan, line, values);
+    const partial = key === '' ? undefined : this.partials.get(key);
     if (chunk === 0) {
       if (partial) this.complete(partial, out);
       if (expected <= 1) {
         if (partial) this.partials.delete(key);
-        this.complete({ plan, first: line, values, chunks: [text], expected }, out);
+        this.completeWith(plan, line, values, text, out);
       } else
-        this.partials.set(key, {
+        this.partials.set(key || partialKey(plan, line, values), {
           plan,
           first: line,
           values: { ...values },
@@ -470,7 +478,17 @@ export class Assembler {
   }
 
   private complete(partial: Partial, out: AssembleResult): void {
-    const { plan, first, values, chunks } = partial;
+    this.completeWith(partial.plan, partial.first, partial.values, partial.chunks, out);
+  }
+
+  /** A value from its first line's fields and its chunk texts (one text: whole in one line, nothing kept). */
+  private completeWith(
+    plan: Plan,
+    first: ProbeLine,
+    values: Record<string, unknown>,
+    chunks: string | readonly string[],
+    out: AssembleResult,
+  ): void {
     const spec = plan.spec.chunks;
     const last = plan.fields[plan.head] as Field;
     values[last.name] =

@@ -85,6 +85,31 @@ function digitsValue(json: string, from: number, to: number): number {
 }
 
 /**
+ * The tags met so far, by length: a line's tag is found among them in place rather than cut out as a string of its
+ * own (one more string a line, and one the plans' Map would hash again). Bounded: a damaged recording's odd tags
+ * past the first few are cut out as before.
+ */
+const tagsByLength: string[][] = [];
+const maxTagsKept = 256;
+const maxTagLength = 32;
+let tagsKept = 0;
+
+/** json[start, end) as a string: the same string each time for the same tag. */
+function tagOf(json: string, start: number, end: number): string {
+  const length = end - start;
+  if (length > maxTagLength) return json.slice(start, end);
+  const known = tagsByLength[length];
+  if (known !== undefined) for (const tag of known) if (json.startsWith(tag, start)) return tag;
+  const tag = json.slice(start, end);
+  if (tagsKept < maxTagsKept) {
+    tagsKept++;
+    if (known === undefined) tagsByLength[length] = [tag];
+    else known.push(tag);
+  }
+  return tag;
+}
+
+/**
  * Parses the JSON string body json[start, stop) of one printf; a line that does not fit says why. The four
  * leading fields are read in place: this runs for every line podwire reads.
  */
@@ -105,7 +130,7 @@ function parseEscapedProbeLine(json: string, start: number, stop: number): Probe
   if (tagEnd === start || fieldsAt < 0) return whyNotProbeLine(json, start, end);
   const nsDigits = nsEnd - tagEnd - 2;
   return {
-    tag: json.slice(start, tagEnd),
+    tag: tagOf(json, start, tagEnd),
     ns:
       nsDigits <= 15
         ? BigInt(digitsValue(json, tagEnd + 2, nsEnd))

@@ -12,7 +12,7 @@ export interface NetlinkMessage {
   typeName: string;
   flags: number;
   /** NLM_F_* names; the meaning of 0x100-0x800 depends on the type (NEW, GET, DEL, ack). */
-  flagNames: string[];
+  flagNames: readonly string[];
   seq: number;
   portId: number;
   /** nlmsg_len as the header says. */
@@ -103,7 +103,7 @@ export interface ErrorMessage {
     type: number;
     typeName: string;
     flags: number;
-    flagNames: string[];
+    flagNames: readonly string[];
     seq: number;
     portId: number;
     length: number;
@@ -328,6 +328,8 @@ const ackFlags: [number, string][] = [
   [NLM_F_CAPPED, 'NLM_F_CAPPED'],
   [NLM_F_ACK_TLVS, 'NLM_F_ACK_TLVS'],
 ];
+const noFlags: [number, string][] = [];
+const modifierSets = [ackFlags, newFlags, getFlags, delFlags, noFlags];
 
 type RtmKind = 'new' | 'del' | 'get' | 'set';
 
@@ -337,8 +339,14 @@ function rtmKind(type: number): RtmKind | undefined {
   return (['new', 'del', 'get', 'set'] as const)[(type - RTM_BASE) & 3];
 }
 
+/**
+ * The names of each (modifier set, flags) pair met so far, shared and frozen: every message of a capture carries
+ * one of a handful, and a list built per message was a large share of what a replay allocates.
+ */
+const flagNamesSeen = new Map<number, readonly string[]>();
+
 /** NLM_F_* names for these flags on a message of this type; bits without a name as '0x1000'. */
-export function netlinkFlagNames(type: number, flags: number): string[] {
+export function netlinkFlagNames(type: number, flags: number): readonly string[] {
   const kind = rtmKind(type);
   const modifiers =
     type === NLMSG_ERROR
@@ -349,7 +357,11 @@ export function netlinkFlagNames(type: number, flags: number): string[] {
           ? getFlags
           : kind === 'del'
             ? delFlags
-            : [];
+            : noFlags;
+  // flags is a u16: the modifier set goes above it.
+  const key = modifierSets.indexOf(modifiers) * 0x10000 + flags;
+  const seen = flagNamesSeen.get(key);
+  if (seen) return seen;
   const names: string[] = [];
   let left = flags;
   for (const [bits, name] of [...baseFlags, ...modifiers]) {
@@ -361,7 +373,9 @@ export function netlinkFlagNames(type: number, flags: number): string[] {
   for (let bit = 1; bit <= 0x8000; bit <<= 1) {
     if (left & bit) names.push(`0x${bit.toString(16)}`);
   }
-  return names;
+  const frozen = Object.freeze(names);
+  flagNamesSeen.set(key, frozen);
+  return frozen;
 }
 
 /**
@@ -399,9 +413,9 @@ function decodeMessageAt(
   depth: number,
 ): { message: NetlinkMessage; next?: number } {
   const reader = new Reader(captured);
-  const message = notCaptured();
   const left = total - offset;
   if (captured.length - offset < NLMSG_HDRLEN) {
+    const message = notCaptured();
     // Only part of the header: say what there is.
     message.truncated = true;
     if (left < NLMSG_HDRLEN) {
@@ -428,7 +442,8 @@ function decodeMessageAt(
   const length = reader.u32(offset) ?? 0;
   const type = reader.u16(offset + 4) ?? 0;
   const flags = reader.u16(offset + 6) ?? 0;
-  Object.assign(message, {
+  // In notCaptured()'s order of fields: the messages of both paths have one shape.
+  const message: NetlinkMessage = {
     type,
     typeName: netlinkTypeName(type),
     flags,
@@ -437,7 +452,8 @@ function decodeMessageAt(
     portId: reader.u32(offset + 12) ?? 0,
     length,
     truncated: false,
-  });
+    problems: [],
+  };
   if (length < NLMSG_HDRLEN) {
     message.problems.push(
       `nlmsg_len ${length} is shorter than the ${NLMSG_HDRLEN}-byte header: the rest of the buffer is not read`,

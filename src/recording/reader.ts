@@ -165,10 +165,17 @@ class LineSplitter {
   private rest = '';
 
   push(chunk: Buffer): string[] {
-    const text = this.rest + this.decoder.write(chunk);
+    // The rest is joined to the first line alone: joined to the whole chunk, the chunk was copied once more.
+    const text = this.decoder.write(chunk);
     const lines: string[] = [];
-    let from = 0;
-    for (let to = text.indexOf('\n', from); to >= 0; to = text.indexOf('\n', from)) {
+    let to = text.indexOf('\n');
+    if (to < 0) {
+      this.rest += text;
+      return lines;
+    }
+    lines.push(this.rest + text.slice(0, to));
+    let from = to + 1;
+    for (to = text.indexOf('\n', from); to >= 0; to = text.indexOf('\n', from)) {
       lines.push(text.slice(from, to));
       from = to + 1;
     }

@@ -1,5 +1,5 @@
 // `podwire replay`: a recording through the same pipeline as the live run, so it gives the same records.
-import { Pipeline, type PipelineOutput } from '../correlate/pipeline.js';
+import { noOutput, Pipeline, type PipelineOutput } from '../correlate/pipeline.js';
 import type { HandshakeRecord } from '../correlate/record.js';
 import { type StatusEvent, status } from '../events.js';
 import type { Sink } from '../sinks/ndjson.js';
@@ -16,8 +16,6 @@ export function replayLine(pipeline: Pipeline, line: RecordedLine): PipelineOutp
   if ('probe' in line) return pipeline.probeState(line.src, line.probe, line.ticks ?? false);
   return pipeline.push(line.src, line.raw);
 }
-
-const noOutput: PipelineOutput = Object.freeze({ records: [], problems: [] }) as PipelineOutput;
 
 /** The Pipeline a recording's header line asks for (`maxHeldEvents`: the pipeline's default unless given). */
 export function pipelineFor(header: RecordingHeader, maxHeldEvents?: number): Pipeline {
