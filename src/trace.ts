@@ -41,6 +41,9 @@ export interface TraceOptions {
   bpftracePollMs?: number;
 }
 
+/** How long a podwire in a pod waits at its stop for the janitor to remove its probes (below the grace period). */
+const janitorWaitMs = 12_000;
+
 /** How often programs behind are asked how far they have been read while events wait for them. */
 const tickEveryMs = 250;
 
@@ -173,7 +176,8 @@ export class Tracer {
 
   /** The CNI plugin directories as podwire opens them (under the node's root when podwire has another). */
   private pluginDirs(): string[] {
-    const root = this.options.nodeRoot ?? nodeRoot();
+    this.options.nodeRoot ??= nodeRoot();
+    const root = this.options.nodeRoot;
     return this.options.cniBinDirs.map((dir) => `${root}${dir}`);
   }
 
@@ -432,18 +436,25 @@ export class Tracer {
     }
     // Reading ends now; the kernel's seconds of letting go of the probes are the janitor's and bpftrace's own.
     await Promise.all([...this.sources.values()].map((source) => source.stop(this.janitor)));
+    // On the node the janitor outlives podwire and finishes after it. In a pod the runtime kills what the container
+    // leaves when podwire exits, so podwire waits for it (within the pod's grace period, while the sinks flush).
+    this.options.nodeRoot ??= nodeRoot();
+    const janitorDone = this.options.nodeRoot === '' ? null : this.janitor?.finish(janitorWaitMs);
     if (pipeline) {
       this.handle(pipeline.finish(), 'pipeline');
       this.emit(status('stopped', 'podwire stopped', { counters: pipeline.counters }));
     }
     await this.recording?.end();
     for (const sink of this.sinks) await sink.close();
+    if (janitorDone && !(await janitorDone))
+      process.stderr.write(
+        `podwire: the janitor did not finish within ${janitorWaitMs / 1000} s: the next podwire removes what it left in ${tracefs}\n`,
+      );
   }
 }
 
 export const traceDefaults = { cniBinDirs: defaultCniBinDirs, netnsDirs: defaultNetnsDirs };
 
-/** The default CNI bin dirs that exist on this node. */
 /** The default CNI plugin directories the node has, by the names its runtime uses. */
 export function existingCniBinDirs(root = nodeRoot()): string[] {
   return defaultCniBinDirs.filter((dir) => existsSync(`${root}${dir}`));

@@ -46,10 +46,12 @@ function sameFile(a: string, b: string): boolean {
 
 /**
  * Where podwire reaches the node's files: the root of the node's first process, which is podwire's own on the node
- * and /proc/1/root in a pod that shares the node's processes (hostPID) but has its image as root.
+ * and /proc/1/root in a pod that shares the node's processes (hostPID) but has its image as root. Where the first
+ * process cannot be looked into (a sandboxed init), the root of a running containerd stands in for it.
  */
 export function nodeRoot(): string {
-  return rootOf(1);
+  if (rootId(1) !== null) return rootOf(1);
+  return runningRuntimes()[0]?.root ?? '';
 }
 
 /** Every running containerd (the machine's, the lab's, any other), grouped by binary: one probe set per binary. */

@@ -14,6 +14,12 @@ export const janitorScript = fileURLToPath(new URL('./janitor.sh', import.meta.u
 export interface Janitor {
   /** Removes this uprobe event group (and its trace instance) now, while the daemon goes on. */
   removeGroup(group: string): void;
+  /**
+   * Tells the janitor the daemon is done (it removes everything of it that is left, then ends) and resolves once
+   * it has ended, or with false after `timeoutMs`. For a daemon whose exit would end the janitor too: in a pod,
+   * the runtime kills whatever the container leaves when its first process exits.
+   */
+  finish(timeoutMs: number): Promise<boolean>;
 }
 
 /**
@@ -47,10 +53,25 @@ export function startJanitor(tracefs: string): Janitor | string {
   // Neither the janitor nor the pipe to it keeps the daemon from exiting.
   child.unref();
   (stdin as unknown as { unref?: () => void }).unref?.();
+  const ended = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve());
+  });
   return {
     removeGroup(group: string) {
       if (!alive) throw new Error(`the janitor (pid ${pid}) has ended`);
       stdin.write(`${group}\n`);
+    },
+    async finish(timeoutMs: number) {
+      if (!alive) return true;
+      stdin.end();
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      });
+      const result = await Promise.race([ended.then(() => true as const), late]);
+      clearTimeout(timer);
+      return result;
     },
   };
 }

@@ -1,0 +1,127 @@
+// podwire's DaemonSet on the lab, run from deploy/kubernetes through CRI as a kubelet runs it (`podwire lab daemonset
+// up`): the podwire in the pod, whose root is the image's, traces the pods created after it exactly as on the node,
+// and its stop leaves nothing in tracefs.
+import { readdirSync, readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HandshakeRecord } from '../../src/correlate/record.js';
+import type { CreatedPod } from '../../src/lab/pods.js';
+import { isRoot, noLabUp, podwire, rootReason, running } from '../lab/node.js';
+import {
+  createPods,
+  deletePods,
+  inexact,
+  labHandshakeSteps,
+  labTeardownSteps,
+} from '../lab/traced.js';
+import { until } from '../until.js';
+
+const tracefs = '/sys/kernel/tracing';
+
+/** What the DaemonSet's podwire wrote to stdout so far, parsed. */
+async function daemonSetLines(): Promise<Record<string, unknown>[]> {
+  const logs = await podwire('lab', 'daemonset', 'logs');
+  if (logs.code !== 0) throw new Error(`lab daemonset logs failed: ${logs.stderr}`);
+  return logs.stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/** The podwire daemon running in the DaemonSet's container, seen from the node (hostPID). */
+function podwireInPod(): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        // The image's entrypoint: node /usr/local/bin/podwire trace ...
+        const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+        return argv[1] === '/usr/local/bin/podwire' && argv[2] === 'trace';
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+describe.skipIf(!isRoot)(
+  `podwire's DaemonSet on the lab${isRoot ? '' : ` (skipped: ${rootReason})`}`,
+  () => {
+    let pods: CreatedPod[] = [];
+
+    beforeAll(async () => {
+      await noLabUp();
+      const up = await podwire('lab', 'up');
+      if (up.code !== 0) throw new Error(`lab up failed: ${up.stderr}`);
+      // Builds the image when the lab lacks it (the image test before this one made it; cold, minutes).
+      const daemonSet = await podwire('lab', 'daemonset', 'up', '--build');
+      if (daemonSet.code !== 0) throw new Error(`lab daemonset up failed: ${daemonSet.stderr}`);
+      await until(
+        'the DaemonSet podwire to be ready',
+        async () =>
+          (await daemonSetLines()).some((l) => l.kind === 'status' && l.state === 'ready'),
+        120_000,
+      );
+    }, 15 * 60_000);
+
+    afterAll(async () => {
+      const down = await podwire('lab', 'down');
+      if (down.code !== 0) throw new Error(`lab down failed: ${down.stderr}`);
+    }, 180_000);
+
+    it('finds the node’s containerd and plugins through /proc/<pid>/root and probes them', async () => {
+      const lines = await daemonSetLines();
+      const found = lines.find((l) => l.state === 'runtime-found');
+      expect(found?.binary).toMatch(/^\/proc\/\d+\/root\/usr\/bin\/containerd$/);
+      const plugins = lines.find((l) => l.state === 'plugin-probes');
+      expect(plugins?.mode).toBe('uprobes');
+      expect(plugins?.plugins).toEqual(
+        expect.arrayContaining([expect.stringMatching(/\/root\/usr\/lib\/cni\/bridge$/)]),
+      );
+    });
+
+    it('traces the pods created after it exactly, handshakes and teardowns', async () => {
+      pods = await createPods(3, 3);
+      const handshakes = async () =>
+        (await daemonSetLines()).filter(
+          (l): l is HandshakeRecord & Record<string, unknown> =>
+            l.kind === 'handshake' && pods.some((p) => p.sandboxId === l.sandboxId),
+        );
+      await until(
+        '3 handshakes from the DaemonSet',
+        async () => (await handshakes()).length === 3,
+        60_000,
+      );
+      for (const record of await handshakes()) {
+        const pod = pods.find((p) => p.sandboxId === record.sandboxId) ?? null;
+        expect(inexact(record, pod, labHandshakeSteps), record.sandboxId ?? undefined).toEqual([]);
+      }
+      await deletePods(pods);
+      const teardowns = async () =>
+        (await daemonSetLines()).filter(
+          (l): l is HandshakeRecord & Record<string, unknown> =>
+            l.kind === 'teardown' && pods.some((p) => p.sandboxId === l.sandboxId),
+        );
+      await until(
+        '3 teardowns from the DaemonSet',
+        async () => (await teardowns()).length === 3,
+        60_000,
+      );
+      for (const record of await teardowns())
+        expect(inexact(record, null, labTeardownSteps), record.sandboxId ?? undefined).toEqual([]);
+    });
+
+    it('stops within its grace period and leaves nothing in tracefs', async () => {
+      const [pid] = podwireInPod();
+      expect(pid, 'the podwire in the pod, seen from the node').toBeGreaterThan(0);
+      const down = await podwire('lab', 'daemonset', 'down');
+      expect(down.code, down.stderr).toBe(0);
+      // Stopped by itself, not by the runtime's SIGKILL at the end of the grace period.
+      const seconds = Number(/stopped container podwire in ([\d.]+) s/.exec(down.stderr)?.[1]);
+      expect(seconds).toBeLessThan(30);
+      expect(running(pid as number)).toBe(false);
+      const group = `podwire_${pid}_`;
+      expect(readFileSync(`${tracefs}/uprobe_events`, 'utf8')).not.toContain(group);
+      expect(readdirSync(`${tracefs}/instances`).filter((i) => i.startsWith(group))).toEqual([]);
+    });
+  },
+);
