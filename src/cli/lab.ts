@@ -8,11 +8,12 @@ import {
   daemonSetLogs,
   daemonSetUp,
   ensureLabImage,
+  withEnv,
 } from '../lab/daemonset.js';
 import { labDown, labRestart, labStatus, labUp } from '../lab/lab.js';
 import { labPaths } from '../lab/paths.js';
 import { type CreatedPod, createPods, deletePods, percentile } from '../lab/pods.js';
-import { ms, positiveInteger, printJson, progress, requireRoot, table } from './output.js';
+import { collect, ms, positiveInteger, printJson, progress, requireRoot, table } from './output.js';
 
 function printPodLine(pod: CreatedPod): void {
   const id = pod.sandboxId ? pod.sandboxId.slice(0, 13) : '-';
@@ -171,10 +172,18 @@ export function registerLab(program: Command): void {
     )
     .option('--privileged', 'the privileged overlay (deploy/kubernetes/overlays/privileged)')
     .option('--build', 'build and import the image again (after a change to podwire)')
-    .action(async (options: { privileged?: boolean; build?: boolean }) => {
+    .option(
+      '--env <name=value>',
+      "set a variable in the pod's container, as kubectl set env does (e.g. OTEL_EXPORTER_OTLP_ENDPOINT); repeatable",
+      collect,
+    )
+    .action(async (options: { privileged?: boolean; build?: boolean; env?: string[] }) => {
       requireRoot('podwire lab daemonset up');
       const paths = labPaths();
-      const spec = daemonSetFromManifest(manifestDir(options.privileged ? 'privileged' : 'base'));
+      const spec = withEnv(
+        daemonSetFromManifest(manifestDir(options.privileged ? 'privileged' : 'base')),
+        options.env ?? [],
+      );
       const sandboxId = await daemonSetUp(
         paths,
         spec,

@@ -42,3 +42,6 @@ export function requireRoot(what: string): void {
     );
   }
 }
+
+/** A repeatable option's values, in the order given (commander calls it once per occurrence). */
+export const collect = (value: string, previous: string[] = []) => [...previous, value];

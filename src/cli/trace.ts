@@ -13,9 +13,7 @@ import { replayFile } from '../recording/replay.js';
 import { JaegerJsonSink } from '../sinks/jaeger-json.js';
 import { NdjsonSink, type Sink } from '../sinks/ndjson.js';
 import { existingCniBinDirs, Tracer, traceDefaults } from '../trace.js';
-import { progress, requireRoot } from './output.js';
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
+import { collect, progress, requireRoot } from './output.js';
 
 const jaegerOption = [
   '--jaeger-json <file>',

@@ -28,6 +28,23 @@ export interface DaemonSetSpec {
   graceSeconds: number;
 }
 
+/**
+ * The spec with these variables set in every container, as `kubectl set env` would (a variable the manifest has is
+ * replaced, others are added): NAME=VALUE each.
+ */
+export function withEnv(spec: DaemonSetSpec, settings: string[]): DaemonSetSpec {
+  const pairs = settings.map((setting) => {
+    const equals = setting.indexOf('=');
+    if (equals <= 0) throw new LabError(`--env ${setting}: give NAME=VALUE`);
+    return { name: setting.slice(0, equals), value: setting.slice(equals + 1) };
+  });
+  const containers = spec.template.spec.containers.map((container) => {
+    const env = (container.env ?? []).filter((e) => !pairs.some((p) => p.name === e.name));
+    return { ...container, env: [...env, ...pairs] };
+  });
+  return { ...spec, template: { ...spec.template, spec: { ...spec.template.spec, containers } } };
+}
+
 /** The one DaemonSet of the kustomization at `dir`, as `kubectl apply -k` would create it. */
 export function daemonSetFromManifest(dir: string): DaemonSetSpec {
   const found = loadKustomization(dir).filter((object) => object.kind === 'DaemonSet');

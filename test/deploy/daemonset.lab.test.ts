@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
 import type { CreatedPod } from '../../src/lab/pods.js';
-import { isRoot, noLabUp, podwire, rootReason, running } from '../lab/node.js';
+import { freePort, isRoot, labStatus, noLabUp, podwire, rootReason, running } from '../lab/node.js';
 import {
   createPods,
   deletePods,
@@ -13,6 +13,7 @@ import {
   labHandshakeSteps,
   labTeardownSteps,
 } from '../lab/traced.js';
+import { type OtlpReceiver, startOtlpReceiver } from '../otel/otlp-receiver.js';
 import { until } from '../until.js';
 
 const tracefs = '/sys/kernel/tracing';
@@ -47,14 +48,28 @@ describe.skipIf(!isRoot)(
   `podwire's DaemonSet on the lab${isRoot ? '' : ` (skipped: ${rootReason})`}`,
   () => {
     let pods: CreatedPod[] = [];
+    let collector: OtlpReceiver | null = null;
 
     beforeAll(async () => {
       await noLabUp();
       const up = await podwire('lab', 'up');
       if (up.code !== 0) throw new Error(`lab up failed: ${up.stderr}`);
-      // Builds the image when the lab lacks it (the image test before this one made it; cold, minutes).
-      const daemonSet = await podwire('lab', 'daemonset', 'up', '--build');
+      // The collector on the node, where the pod reaches it: the lab bridge's address (its pods' gateway), which
+      // the bridge gets with the first pod; until the receiver listens, podwire's exporter retries.
+      const [subnet] = (await labStatus()).subnets;
+      const gateway = subnet?.replace(/\.0\/\d+$/, '.1') ?? '';
+      const port = await freePort();
+      // Builds the image (cold, minutes; the image test may have made it) and imports it into the lab.
+      const daemonSet = await podwire(
+        'lab',
+        'daemonset',
+        'up',
+        '--build',
+        '--env',
+        `OTEL_EXPORTER_OTLP_ENDPOINT=http://${gateway}:${port}`,
+      );
       if (daemonSet.code !== 0) throw new Error(`lab daemonset up failed: ${daemonSet.stderr}`);
+      collector = await startOtlpReceiver('http/protobuf', { host: gateway, port });
       await until(
         'the DaemonSet podwire to be ready',
         async () =>
@@ -64,6 +79,7 @@ describe.skipIf(!isRoot)(
     }, 15 * 60_000);
 
     afterAll(async () => {
+      await collector?.close();
       const down = await podwire('lab', 'down');
       if (down.code !== 0) throw new Error(`lab down failed: ${down.stderr}`);
     }, 180_000);
@@ -108,6 +124,17 @@ describe.skipIf(!isRoot)(
       );
       for (const record of await teardowns())
         expect(inexact(record, null, labTeardownSteps), record.sandboxId ?? undefined).toEqual([]);
+      // Its traces reach the collector on the node: each pod's handshake root span, named for the node.
+      await until(
+        'the traces of the 3 pods at the collector',
+        () =>
+          pods.every((pod) =>
+            collector?.spans.some((span) => span.attributes['k8s.pod.name'] === pod.name),
+          ),
+        30_000,
+      );
+      const span = collector?.spans.find((s) => s.attributes['k8s.pod.name'] === pods[0]?.name);
+      expect(span?.resource['k8s.node.name']).toBeTruthy();
     });
 
     it('stops within its grace period and leaves nothing in tracefs', async () => {

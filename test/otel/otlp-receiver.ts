@@ -394,14 +394,18 @@ function exportResponse(taken: Taken): object {
 const defaultWaitMs = 5_000;
 const grpcGracefulShutdownMs = 2_000;
 
-/** Starts a receiver on 127.0.0.1: on `options.port`, or on any free port. */
+/**
+ * Starts a receiver on 127.0.0.1 (or `options.host`, e.g. the lab bridge's address for a pod): on `options.port`,
+ * or on any free port.
+ */
 export async function startOtlpReceiver(
   protocol: OtlpProtocol,
-  options: { port?: number } = {},
+  options: { port?: number; host?: string } = {},
 ): Promise<OtlpReceiver> {
   const store = new SpanStore();
+  const host = options.host ?? '127.0.0.1';
   const listen = (at: number) =>
-    protocol === 'grpc' ? listenGrpc(store, at) : listenHttp(store, at);
+    protocol === 'grpc' ? listenGrpc(store, host, at) : listenHttp(store, host, at);
   let listening: Listening | null = await listen(options.port ?? 0);
   const port = listening.port;
   // A test closes it to play "collector down" and its cleanup closes it again.
@@ -413,7 +417,7 @@ export async function startOtlpReceiver(
   };
   return {
     protocol,
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: `http://${host}:${port}`,
     port,
     spans: store.spans,
     get requests() {
@@ -446,7 +450,7 @@ interface Listening {
 const protobufType = 'application/x-protobuf';
 const jsonType = 'application/json';
 
-async function listenHttp(store: SpanStore, port: number): Promise<Listening> {
+async function listenHttp(store: SpanStore, host: string, port: number): Promise<Listening> {
   const server = createServer((request, response) => {
     handleHttp(store, request, response).catch((error: unknown) => {
       store.refuse(`internal: ${String(error)}`);
@@ -454,7 +458,7 @@ async function listenHttp(store: SpanStore, port: number): Promise<Listening> {
       response.end();
     });
   });
-  server.listen(port, '127.0.0.1');
+  server.listen(port, host);
   await once(server, 'listening');
   return {
     port: (server.address() as AddressInfo).port,
@@ -533,7 +537,7 @@ async function handleHttp(
   );
 }
 
-async function listenGrpc(store: SpanStore, port: number): Promise<Listening> {
+async function listenGrpc(store: SpanStore, host: string, port: number): Promise<Listening> {
   const server = new GrpcServer();
   server.addService(traceServiceDefinition(), {
     Export: (call: ServerUnaryCall<WireExportRequest, object>, callback: sendUnaryData<object>) => {
@@ -555,7 +559,7 @@ async function listenGrpc(store: SpanStore, port: number): Promise<Listening> {
     },
   });
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`127.0.0.1:${port}`, ServerCredentials.createInsecure(), (error, actual) =>
+    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (error, actual) =>
       error ? reject(error) : resolve(actual),
     ),
   );
