@@ -125,14 +125,14 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
 // before it lets go of each one (three for a uprobe, about 25 ms each here: perf_event_detach_bpf_prog,
 // uprobe_unregister_sync and tracepoint_synchronize_unregister), and bpftrace closes its probes one after the other,
 // also when it was signalled because the daemon died. Two of those waits are taken under one kernel mutex
-// (event_mutex) and the third under another (bpf_event_mutex), so closes from several threads overlap the two and
-// share grace periods: podwire's program with 46 plugin uprobes and 24 tracepoints lets go in about 2.5 s instead of
-// 4.4 s, two threads doing most of it (bench/README.md, detach). close() of a probe's perf event hands it to CLOSERS
-// threads and returns at once;
-// bpftrace's exit waits for them (finish_closes), so bpftrace is gone only once nothing of it is attached. The fd
-// number stays taken until its close is done, so bpftrace cannot be handed the same number meanwhile.
+// (event_mutex) and the third under another (bpf_event_mutex), so closes from two threads overlap the two and share
+// grace periods: podwire's program (46 plugin uprobes, 24 tracepoints) lets go in about 2.5 s instead of 4.4 s
+// (bench/README.md, stop-time). More threads gain nothing (the locks), and would take event_mutex from the janitor
+// removing the CRI events (janitor.sh) more often. close() of a probe's perf event hands it to the closers and
+// returns at once; bpftrace's exit waits for them (finish_closes), so bpftrace is gone only once nothing of it is
+// attached. The fd number stays taken until its close is done, so bpftrace is not handed the same number meanwhile.
 #define MAX_PROBE_FDS 65536
-#define CLOSERS 4
+#define CLOSERS 2
 
 static unsigned char probe_fds[MAX_PROBE_FDS]; // 1: a perf event of a probe (not an output buffer), not closed yet
 
@@ -169,6 +169,14 @@ static void *closer(void *unused) {
 /** Queues fd for the closers, starting them the first time; 0 when it cannot (the caller closes it itself). */
 static int close_probe(int fd) {
   pthread_mutex_lock(&closing_lock);
+  if (closers == 0) {
+    // bpftrace is stopping. When the daemon was killed, nobody reads bpftrace's stdout any more, and its last
+    // prints would end it by SIGPIPE: its main thread would be gone (a zombie) while the kernel closes what is left
+    // one after the other in its last thread. Ignored, those writes fail and bpftrace finishes its stop.
+    struct sigaction ignore = {.sa_handler = SIG_IGN};
+    sigemptyset(&ignore.sa_mask);
+    sigaction(SIGPIPE, &ignore, NULL);
+  }
   while (closers < CLOSERS) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
