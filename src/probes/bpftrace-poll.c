@@ -9,7 +9,7 @@
 //   reads everything committed before the wait returned, on every CPU, which is what probes/tick.bt's ticks say.
 // - a signal bpftrace handles still stops it, and an exit signal during a batch waits for its end: see note_signal;
 // - bpftrace's stdout, when a pipe, holds 1 MiB (see configure);
-// - the perf events of its probes are closed by a few threads at once, not one after the other: see close_probe.
+// - the perf events of its probes are closed by two threads at once, not one after the other: see close_probe.
 // Nothing else changes: other syscalls, mmaps and epoll sets pass through untouched. It only ever runs inside
 // bpftrace, never in a traced process. Built by `npm run build` (scripts/copy-assets.mjs) when a C compiler is there.
 #define _GNU_SOURCE
