@@ -239,7 +239,8 @@ export class ProbeRunner implements ProbeSource {
 
   /**
    * SIGINT lets bpftrace detach cleanly; it is ended by the pid podwire started, never by name. With a janitor (the
-   * daemon is about to exit), bpftrace is not waited for: its detaching takes the kernel about 0.1 s a uprobe, all
+   * daemon is about to exit), bpftrace is not waited for: its detaching takes the kernel seconds (grace periods for
+   * each probe, which bpftrace-poll.so overlaps by closing them from a few threads at once), all
    * after its last event (the Tracer's last ticks have read those), and a process that is going away needs no one
    * to wait for it; it outlives the daemon by those seconds, then ends.
    */

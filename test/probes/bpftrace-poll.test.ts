@@ -2,7 +2,15 @@
 // by it. Real bpftrace through the real runner, as root; events are getpgid calls of a perl loop (a pid that cannot
 // exist marks them).
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -140,5 +148,45 @@ describe.skipIf(why !== '')(`bpftrace-poll.so${why ? ` (skipped: ${why})` : ''}`
     await runner.stop();
     expect(Date.now() - stopping).toBeLessThan(4_000);
     expect(marked(lines)).toBe(1500);
+  });
+  it('stopped with thirty probes to let go of, which its threads close at once, bpftrace runs END and exits 0 by itself', {
+    timeout: 60_000,
+  }, async () => {
+    const tracepoints = readdirSync('/sys/kernel/tracing/events/syscalls')
+      .filter((name) => name.startsWith('sys_enter_'))
+      .slice(0, 30);
+    const file = join(scratch, 'thirty.bt');
+    writeFileSync(
+      file,
+      `${tracepoints.map((name) => `tracepoint:syscalls:${name}`).join(',\n')}\n/ pid == ${marker} / { @n = count(); }\n${beginProbe}\nEND { clear(@n); printf("ended\\n"); }\n`,
+    );
+    const child = spawn('bpftrace', ['-f', 'json', file], {
+      env: { ...process.env, LD_PRELOAD: libraryPath },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    const exited = new Promise<[number | null, string | null]>((resolve) =>
+      child.once('exit', (code, signal) => resolve([code, signal])),
+    );
+    await until('bpftrace to attach', () => out.includes(readyLine), 30_000);
+    const threads = () => readdirSync(`/proc/${child.pid}/task`).length;
+    const before = threads();
+    child.kill('SIGINT');
+    // Its closer threads start with its first close of a probe; it waits for them before it exits.
+    let most = before;
+    while (child.exitCode === null && child.signalCode === null) {
+      try {
+        most = Math.max(most, threads());
+      } catch {
+        break; // gone between the two checks
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(await exited).toEqual([0, null]);
+    expect(out).toContain('ended');
+    expect(most).toBeGreaterThan(before);
   });
 });
