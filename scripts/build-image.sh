@@ -38,6 +38,15 @@ install() {
 # RLIMIT_NPROC, which fails where root lacks CAP_SYS_RESOURCE (as on this machine); `buildah run` sets no rlimit.
 install buildah
 
+# One run at a time on a machine: a second waits, then finds the base and the layers the first made, and an
+# interrupted run removes only the working containers of its own build (below).
+mkdir -p /var/lib/containers
+exec 9>/var/lib/containers/podwire-build-image.lock
+if ! flock -n 9; then
+  say "another scripts/build-image.sh is running: waiting for it"
+  flock 9
+fi
+
 # Temp dirs, a half-made base container and an interrupted build's working containers go whatever happens.
 scratch=
 container=
