@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { CriClient, PodSandbox } from '../cri/client.js';
 import { loadKustomization } from '../deploy/manifests.js';
 import { command } from './host.js';
-import { criEndpoint, LabError, labCgroupParent } from './lab.js';
+import { criEndpoint, LabError, labCgroupParent, labCtr } from './lab.js';
 import type { LabPaths } from './paths.js';
 import { criPod, type PodTemplate } from './pod-template.js';
 import { daemonSetLabel, labClient } from './pods.js';
@@ -280,15 +280,7 @@ export async function ensureLabImage(
       `oci-archive:${archive}:${normalizedImage(image)}`,
     ]);
     progress(`importing ${image} into the lab's containerd`);
-    await command('ctr', [
-      '--address',
-      paths.socket,
-      '--namespace',
-      'k8s.io',
-      'images',
-      'import',
-      archive,
-    ]);
+    await labCtr(paths, 'images', 'import', archive);
   } finally {
     rmSync(archive, { force: true });
   }
@@ -296,14 +288,6 @@ export async function ensureLabImage(
 
 /** Whether the lab's containerd has the image, under the name CRI resolves. */
 export async function labHasImage(paths: LabPaths, image: string): Promise<boolean> {
-  const listed = await command('ctr', [
-    '--address',
-    paths.socket,
-    '--namespace',
-    'k8s.io',
-    'images',
-    'ls',
-    '--quiet',
-  ]);
+  const listed = await labCtr(paths, 'images', 'ls', '--quiet');
   return listed.split('\n').includes(normalizedImage(image));
 }

@@ -42,6 +42,11 @@ export interface UpOptions {
 
 export class LabError extends Error {}
 
+/** `ctr` on the lab's containerd, in the namespace CRI uses (k8s.io); resolves with what it printed. */
+export function labCtr(paths: LabPaths, ...args: string[]): Promise<string> {
+  return command('ctr', ['--address', paths.socket, '--namespace', 'k8s.io', ...args]);
+}
+
 export function criEndpoint(paths: LabPaths): string {
   return `unix://${paths.socket}`;
 }
@@ -187,15 +192,7 @@ export async function labUp(
     const client = await waitForCri(paths);
     try {
       progress(`importing ${pauseImageRef}`);
-      await command('ctr', [
-        '--address',
-        paths.socket,
-        '--namespace',
-        'k8s.io',
-        'images',
-        'import',
-        tarPath,
-      ]);
+      await labCtr(paths, 'images', 'import', tarPath);
       const version = await client.version();
       progress(
         `lab up: containerd ${version.runtimeVersion} pid ${daemon.pid}, CRI at ${criEndpoint(paths)}, network ${plan.facts.name} (${plan.facts.pluginTypes.join(', ')}${plan.facts.subnets.length > 0 ? ` on ${plan.facts.subnets.join(', ')}` : ''})`,

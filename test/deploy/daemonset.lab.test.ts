@@ -49,6 +49,12 @@ describe.skipIf(!isRoot)(
   () => {
     let pods: CreatedPod[] = [];
     let collector: OtlpReceiver | null = null;
+    /** The DaemonSet podwire's records of this test's pods so far. */
+    const recordsOf = async (kind: 'handshake' | 'teardown') =>
+      (await daemonSetLines()).filter(
+        (l): l is HandshakeRecord & Record<string, unknown> =>
+          l.kind === kind && pods.some((p) => p.sandboxId === l.sandboxId),
+      );
 
     beforeAll(async () => {
       await noLabUp();
@@ -97,32 +103,22 @@ describe.skipIf(!isRoot)(
 
     it('traces the pods created after it exactly, handshakes and teardowns', async () => {
       pods = await createPods(3, 3);
-      const handshakes = async () =>
-        (await daemonSetLines()).filter(
-          (l): l is HandshakeRecord & Record<string, unknown> =>
-            l.kind === 'handshake' && pods.some((p) => p.sandboxId === l.sandboxId),
-        );
       await until(
         '3 handshakes from the DaemonSet',
-        async () => (await handshakes()).length === 3,
+        async () => (await recordsOf('handshake')).length === 3,
         60_000,
       );
-      for (const record of await handshakes()) {
+      for (const record of await recordsOf('handshake')) {
         const pod = pods.find((p) => p.sandboxId === record.sandboxId) ?? null;
         expect(inexact(record, pod, labHandshakeSteps), record.sandboxId ?? undefined).toEqual([]);
       }
       await deletePods(pods);
-      const teardowns = async () =>
-        (await daemonSetLines()).filter(
-          (l): l is HandshakeRecord & Record<string, unknown> =>
-            l.kind === 'teardown' && pods.some((p) => p.sandboxId === l.sandboxId),
-        );
       await until(
         '3 teardowns from the DaemonSet',
-        async () => (await teardowns()).length === 3,
+        async () => (await recordsOf('teardown')).length === 3,
         60_000,
       );
-      for (const record of await teardowns())
+      for (const record of await recordsOf('teardown'))
         expect(inexact(record, null, labTeardownSteps), record.sandboxId ?? undefined).toEqual([]);
       // Its traces reach the collector on the node: each pod's handshake root span, named for the node.
       await until(
