@@ -1,7 +1,15 @@
 // podwire on a node in trouble, on the real lab: pods churning, both cores saturated, stops and kill -9. A wrong `ok`
 // is worse than no record: every record is exact against CRI and the kernel, or says what it may lack.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -153,6 +161,12 @@ describe.skipIf(!isRoot)(
     afterAll(async () => {
       for (const trace of started) await trace.stop();
       await podwire('lab', 'down');
+      // The churn recordings stay in .cache/ for a replay after a failure (podwire replay FILE).
+      mkdirSync('.cache', { recursive: true });
+      for (const name of ['churn', 'loaded']) {
+        const file = join(scratch, `${name}.ndjson`);
+        if (scratch && existsSync(file)) copyFileSync(file, `.cache/reliability-${name}.ndjson`);
+      }
       if (scratch) rmSync(scratch, { recursive: true, force: true });
     });
 
