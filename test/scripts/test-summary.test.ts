@@ -162,6 +162,8 @@ function testSh(name: string, stubs: { npm: number; npx: number; node22: string 
   stub('bin/npm', `exit ${stubs.npm}`);
   stub('bin/npx', `exit ${stubs.npx}`);
   stub('scripts/fetch-containerd-sid.sh', 'exit 0');
+  // As root test.sh builds the image first: not here.
+  stub('scripts/build-image.sh', 'exit 0');
   stub('scripts/node22.sh', stubs.node22);
   stub('bin/node22', 'exit 2');
   const run = spawnSync('bash', [join(dir, 'scripts/test.sh')], {
@@ -178,10 +180,10 @@ describe('scripts/test.sh', () => {
     expect(result.code).toBe(1);
     expect(result.closing).toEqual([
       'failed: lint (npm run lint): exited 1',
+      'failed: unit tests on Node.js 22 (scripts/node22.sh could not install Node.js 22: they did not run): exited 1',
       expect.stringMatching(
         /^failed: tests on Node\.js v\d+\.\d+\.\d+: no report at \.cache\/vitest-node20\.json, vitest exited 3: /,
       ),
-      'failed: unit tests on Node.js 22 (scripts/node22.sh could not install Node.js 22: they did not run): exited 1',
       'tests: 0 passed, 3 failed, 0 skipped',
     ]);
   });
@@ -191,10 +193,10 @@ describe('scripts/test.sh', () => {
     expect(result.code).toBe(1);
     expect(result.closing).toEqual([
       expect.stringMatching(
-        /^failed: tests on Node\.js v[\d.]+: no report at .*, vitest exited 0: /,
+        /^failed: unit tests on Node\.js 22: no report at \.cache\/vitest-node22\.json, vitest exited 2: /,
       ),
       expect.stringMatching(
-        /^failed: unit tests on Node\.js 22: no report at \.cache\/vitest-node22\.json, vitest exited 2: /,
+        /^failed: tests on Node\.js v[\d.]+: no report at .*, vitest exited 0: /,
       ),
       'tests: 0 passed, 2 failed, 0 skipped',
     ]);
