@@ -2,9 +2,9 @@
 // the lab and the tests take the pod template from the manifest itself instead of restating it in code.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { IPodTemplateSpec } from 'kubernetes-models/v1/PodTemplateSpec';
 import { parse, parseAllDocuments } from 'yaml';
+import { installFile } from '../install.js';
 
 /** A Kubernetes object as the manifests write it; its schema is checked by test/deploy/manifests.test.ts. */
 export interface KubeObject {
@@ -33,12 +33,10 @@ const clusterScoped = new Set([
 
 /** deploy/kubernetes next to package.json, found from this module both under src/ and dist/src/. */
 export function manifestDir(variant: 'base' | 'privileged' = 'base'): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const base = join(dir, 'deploy', 'kubernetes');
-    if (existsSync(join(base, 'kustomization.yaml')))
-      return variant === 'base' ? base : join(base, 'overlays', variant);
-    dir = dirname(dir);
+  const kustomization = installFile('deploy/kubernetes/kustomization.yaml');
+  if (kustomization) {
+    const base = dirname(kustomization);
+    return variant === 'base' ? base : join(base, 'overlays', variant);
   }
   throw new Error(
     'podwire cannot find its deploy/kubernetes directory: run it from a podwire checkout or reinstall it',

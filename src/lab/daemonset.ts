@@ -5,11 +5,11 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import type { CriClient, PodSandbox } from '../cri/client.js';
 import { loadKustomization } from '../deploy/manifests.js';
+import { installFile } from '../install.js';
 import { command } from './host.js';
 import { criEndpoint, LabError, labCgroupParent, labCtr } from './lab.js';
 import type { LabPaths } from './paths.js';
@@ -227,12 +227,8 @@ export async function daemonSetDown(
 
 /** scripts/build-image.sh of this checkout, found from this module under src/ and dist/src/. */
 function buildScript(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const script = join(dir, 'scripts', 'build-image.sh');
-    if (existsSync(script)) return script;
-    dir = dirname(dir);
-  }
+  const script = installFile('scripts/build-image.sh');
+  if (script) return script;
   throw new LabError('cannot find scripts/build-image.sh: run podwire from its checkout');
 }
 

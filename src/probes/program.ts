@@ -1,9 +1,9 @@
 // Composes podwire's bpftrace program from the fragments in probes/, with the node's own paths filled in.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { isProbeSafePath, type PluginHook, type PluginSurvey } from '../binaries/plugins.js';
+import { installFile } from '../install.js';
 
 /** The kernel-side families, in the order they share maps: cni.bt defines @cni, the others read it. */
 export const kernelFragments = ['cni', 'netns', 'rtnetlink', 'sandbox', 'tick'] as const;
@@ -12,11 +12,8 @@ export const pluginIoFragments = { uprobes: 'plugin-io', syscalls: 'plugin-io-sy
 
 /** probes/ next to package.json, found from this module both under src/ and dist/src/. */
 export function probesDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    if (existsSync(join(dir, 'probes', 'cni.bt'))) return join(dir, 'probes');
-    dir = dirname(dir);
-  }
+  const fragment = installFile('probes/cni.bt');
+  if (fragment) return dirname(fragment);
   throw new Error(
     'podwire cannot find its probes/ directory: reinstall podwire (npm ci && npm run build)',
   );
