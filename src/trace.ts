@@ -75,11 +75,15 @@ export class Tracer {
   private everAttached = new WeakSet<ProbeSource>();
   private plugins: PluginSurvey | null = null;
   readonly clockOffsetNs = monotonicToRealtimeOffset();
+  /** Where podwire reaches the node's files: '' on the node, a /proc/<pid>/root in a pod. */
+  private readonly nodeRoot: string;
 
   constructor(
     private readonly options: TraceOptions,
     private readonly sinks: Sink[],
-  ) {}
+  ) {
+    this.nodeRoot = options.nodeRoot ?? nodeRoot();
+  }
 
   /** Events decoded so far and what could not be: for a live view's events/s. */
   get eventsSeen(): number {
@@ -176,9 +180,7 @@ export class Tracer {
 
   /** The CNI plugin directories as podwire opens them (under the node's root when podwire has another). */
   private pluginDirs(): string[] {
-    this.options.nodeRoot ??= nodeRoot();
-    const root = this.options.nodeRoot;
-    return this.options.cniBinDirs.map((dir) => `${root}${dir}`);
+    return this.options.cniBinDirs.map((dir) => `${this.nodeRoot}${dir}`);
   }
 
   /** Looks at the CNI plugins and says where their I/O will be probed, and why not in their own code if not. */
@@ -438,8 +440,7 @@ export class Tracer {
     await Promise.all([...this.sources.values()].map((source) => source.stop(this.janitor)));
     // On the node the janitor outlives podwire and finishes after it. In a pod the runtime kills what the container
     // leaves when podwire exits, so podwire waits for it (within the pod's grace period, while the sinks flush).
-    this.options.nodeRoot ??= nodeRoot();
-    const janitorDone = this.options.nodeRoot === '' ? null : this.janitor?.finish(janitorWaitMs);
+    const janitorDone = this.nodeRoot === '' ? null : this.janitor?.finish(janitorWaitMs);
     if (pipeline) {
       this.handle(pipeline.finish(), 'pipeline');
       this.emit(status('stopped', 'podwire stopped', { counters: pipeline.counters }));

@@ -4,6 +4,7 @@ import { closeSync, existsSync, fstatSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { nodeRoot } from '../binaries/discover.js';
 import type { HandshakeRecord } from '../correlate/record.js';
 import type { StatusEvent } from '../events.js';
 import type { Telemetry } from '../otel/telemetry.js';
@@ -253,10 +254,13 @@ export function registerTrace(program: Command): void {
         if (tui) timeline?.to(tui.sink);
         // On a busy node the pods come first: records arrive a little later, and lost events, if any, are reported.
         if (Number.isFinite(options.nice)) niceEveryThread(options.nice);
-        const cniBinDirs = options.cniBinDir ?? existingCniBinDirs();
+        // Found once: with no readable first process it takes a look through /proc.
+        const root = nodeRoot();
+        const cniBinDirs = options.cniBinDir ?? existingCniBinDirs(root);
         const tracer = new Tracer(
           {
             cniBinDirs,
+            nodeRoot: root,
             netnsDirs: traceDefaults.netnsDirs,
             runtimeBinaries: options.runtimeBinary ?? [],
             pluginProbes: options.pluginProbes,

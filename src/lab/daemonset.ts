@@ -11,7 +11,7 @@ import type { CriClient, PodSandbox } from '../cri/client.js';
 import { loadKustomization } from '../deploy/manifests.js';
 import { installFile } from '../install.js';
 import { command } from './host.js';
-import { criEndpoint, LabError, labCgroupParent, labCtr } from './lab.js';
+import { criEndpoint, LabError, labCgroupParent, labCtr, stopContainers } from './lab.js';
 import type { LabPaths } from './paths.js';
 import { criPod, type PodTemplate } from './pod-template.js';
 import { daemonSetLabel, labClient } from './pods.js';
@@ -206,15 +206,8 @@ export async function daemonSetDown(
       progress('no DaemonSet pod runs on the lab: nothing to remove');
       return;
     }
-    for (const container of await client.listContainers({ podSandboxId: pod.id })) {
-      const started = Date.now();
-      await client.stopContainer(container.id, graceSeconds, {
-        timeoutMs: (graceSeconds + 30) * 1000,
-      });
-      progress(
-        `stopped container ${container.metadata.name} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
-      );
-    }
+    for (const { name, seconds } of await stopContainers(client, pod.id, graceSeconds))
+      progress(`stopped container ${name} in ${seconds.toFixed(1)} s`);
     await client.stopPodSandbox(pod.id);
     await client.removePodSandbox(pod.id);
     const uid = pod.metadata.uid;

@@ -47,6 +47,27 @@ export function labCtr(paths: LabPaths, ...args: string[]): Promise<string> {
   return command('ctr', ['--address', paths.socket, '--namespace', 'k8s.io', ...args]);
 }
 
+/**
+ * Stops a pod's running containers as the kubelet does: SIGTERM, then SIGKILL after `graceSeconds`. StopPodSandbox
+ * alone kills them at once. Resolves with each container's name and how long its stop took.
+ */
+export async function stopContainers(
+  client: CriClient,
+  podSandboxId: string,
+  graceSeconds: number,
+): Promise<{ name: string; seconds: number }[]> {
+  const stopped: { name: string; seconds: number }[] = [];
+  const containers = await client.listContainers({ podSandboxId });
+  for (const container of containers.filter((c) => c.state === 'CONTAINER_RUNNING')) {
+    const started = Date.now();
+    await client.stopContainer(container.id, graceSeconds, {
+      timeoutMs: (graceSeconds + 30) * 1000,
+    });
+    stopped.push({ name: container.metadata.name, seconds: (Date.now() - started) / 1000 });
+  }
+  return stopped;
+}
+
 export function criEndpoint(paths: LabPaths): string {
   return `unix://${paths.socket}`;
 }
@@ -249,14 +270,8 @@ async function removeAllSandboxes(
   for (const sandbox of sandboxes) {
     const netns = await sandboxNetns(client, sandbox.id).catch(() => null);
     if (netns) rememberNetns(paths, [netns]);
-    // StopPodSandbox kills what runs at once; a pod's containers first get SIGTERM and a grace period, as from
-    // a kubelet (the DaemonSet's podwire removes its probes then).
-    const containers = await client.listContainers({ podSandboxId: sandbox.id });
-    for (const container of containers.filter((c) => c.state === 'CONTAINER_RUNNING')) {
-      await client.stopContainer(container.id, labGraceSeconds, {
-        timeoutMs: (labGraceSeconds + 30) * 1000,
-      });
-    }
+    // A pod's containers first get SIGTERM and a grace period (the DaemonSet's podwire removes its probes then).
+    await stopContainers(client, sandbox.id, labGraceSeconds);
     await client.stopPodSandbox(sandbox.id);
     await client.removePodSandbox(sandbox.id);
     progress(
