@@ -9,6 +9,7 @@ import {
 } from './binaries/plugins.js';
 import { Pipeline, type PipelineOutput, type TickMode } from './correlate/pipeline.js';
 import type { HandshakeRecord } from './correlate/record.js';
+import { lacks, lacksCapabilityMessage } from './doctor/container.js';
 import { type StatusEvent, status } from './events.js';
 import { containerd } from './probes/containerd-source.js';
 import { onPollTick } from './probes/fifo-lines.js';
@@ -77,6 +78,14 @@ export class Tracer {
   readonly clockOffsetNs = monotonicToRealtimeOffset();
   /** Where podwire reaches the node's files: '' on the node, a /proc/<pid>/root in a pod. */
   private readonly nodeRoot: string;
+  private refuse: (error: Error) => void = () => {};
+  /**
+   * Settles when tracing cannot work at all (a capability its probes need is missing): the caller stops the tracer
+   * and tells the error, instead of a probe tried again without end.
+   */
+  readonly refused = new Promise<Error>((resolve) => {
+    this.refuse = resolve;
+  });
 
   constructor(
     private readonly options: TraceOptions,
@@ -171,6 +180,19 @@ export class Tracer {
   private probeDied(name: string, message: string): void {
     const source = this.sources.get(name);
     if (!source) return;
+    // A program that never attached, without SYS_ADMIN: bpftrace's own words (often about BTF) would mislead, and
+    // no retry can help.
+    if (!this.everAttached.has(source) && lacks('SYS_ADMIN')) {
+      this.refuse(
+        new Error(
+          lacksCapabilityMessage(
+            `the ${name} probes cannot be loaded into the kernel`,
+            'SYS_ADMIN',
+          ),
+        ),
+      );
+      return;
+    }
     this.attached.delete(name);
     this.probeState(name, 'down');
     this.emit(

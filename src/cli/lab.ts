@@ -171,29 +171,44 @@ export function registerLab(program: Command): void {
       "build podwire's image if the lab lacks it, and run the DaemonSet's pod from the manifest",
     )
     .option('--privileged', 'the privileged overlay (deploy/kubernetes/overlays/privileged)')
+    .option(
+      '--manifests <dir>',
+      'another kustomization directory to run the DaemonSet from (e.g. an edited copy of deploy/kubernetes)',
+    )
     .option('--build', 'build and import the image again (after a change to podwire)')
     .option(
       '--env <name=value>',
       "set a variable in the pod's container, as kubectl set env does (e.g. OTEL_EXPORTER_OTLP_ENDPOINT); repeatable",
       collect,
     )
-    .action(async (options: { privileged?: boolean; build?: boolean; env?: string[] }) => {
-      requireRoot('podwire lab daemonset up');
-      const paths = labPaths();
-      const spec = withEnv(
-        daemonSetFromManifest(manifestDir(options.privileged ? 'privileged' : 'base')),
-        options.env ?? [],
-      );
-      const sandboxId = await daemonSetUp(
-        paths,
-        spec,
-        (image) => ensureLabImage(paths, image, options.build === true, progress),
-        progress,
-      );
-      progress(
-        `${spec.namespace}/${spec.name} runs (${sandboxId.slice(0, 13)}): podwire lab daemonset logs shows its records`,
-      );
-    });
+    .action(
+      async (options: {
+        privileged?: boolean;
+        manifests?: string;
+        build?: boolean;
+        env?: string[];
+      }) => {
+        requireRoot('podwire lab daemonset up');
+        if (options.privileged && options.manifests)
+          throw new Error('lab daemonset up: give --privileged or --manifests, not both');
+        const paths = labPaths();
+        const spec = withEnv(
+          daemonSetFromManifest(
+            options.manifests ?? manifestDir(options.privileged ? 'privileged' : 'base'),
+          ),
+          options.env ?? [],
+        );
+        const sandboxId = await daemonSetUp(
+          paths,
+          spec,
+          (image) => ensureLabImage(paths, image, options.build === true, progress),
+          progress,
+        );
+        progress(
+          `${spec.namespace}/${spec.name} runs (${sandboxId.slice(0, 13)}): podwire lab daemonset logs shows its records`,
+        );
+      },
+    );
 
   daemonSet
     .command('logs')

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { nodeRoot } from '../binaries/discover.js';
 import type { HandshakeRecord } from '../correlate/record.js';
+import { cannotTraceMessage } from '../doctor/container.js';
 import type { StatusEvent } from '../events.js';
 import type { Telemetry } from '../otel/telemetry.js';
 import { niceEveryThread } from '../priority.js';
@@ -222,6 +223,8 @@ export function registerTrace(program: Command): void {
           );
         }
         requireRoot('podwire trace');
+        const cannotTrace = cannotTraceMessage(options.runtimeBinary ?? []);
+        if (cannotTrace) fail('trace', cannotTrace);
         if (options.record) {
           try {
             closeSync(openSync(options.record, 'w'));
@@ -276,6 +279,7 @@ export function registerTrace(program: Command): void {
               lastEvents = tracer.eventsSeen;
             }, 1000)
           : null;
+        let refused: Error | null = null;
         try {
           try {
             await tracer.start();
@@ -291,6 +295,10 @@ export function registerTrace(program: Command): void {
             process.once('SIGTERM', stop);
             void tui?.quit.then(stop);
             void readerGone.then(stop);
+            void tracer.refused.then((error) => {
+              refused = error;
+              stop();
+            });
           });
         } finally {
           if (rate) clearInterval(rate);
@@ -301,6 +309,7 @@ export function registerTrace(program: Command): void {
         }
         await tracer.stop();
         await telemetry?.shutdown();
+        if (refused) fail('trace', (refused as Error).message);
       },
     );
 

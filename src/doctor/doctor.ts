@@ -10,6 +10,7 @@ import { inspectContainerd } from '../binaries/runtime.js';
 import { printJson } from '../cli/output.js';
 import { defaultCniBinDirs } from '../probes/program.js';
 import { defaultPollMs, pollLibrary, pollLibraryFix } from '../probes/runner.js';
+import { containerChecks, readContainer, runtimesHiddenMessage } from './container.js';
 import {
   type Check,
   type CheckStatus,
@@ -62,6 +63,8 @@ export interface DoctorReport {
   probeMode: string;
   /** Where the plugins' netlink and stdout are probed: in their own code, or at the syscalls (and why). */
   pluginProbes: { mode: 'uprobes' | 'syscalls'; reasons: string[]; plugins: number };
+  /** Why no runtime is seen although one may run (no hostPID, no SYS_PTRACE), with the fix; null when nothing hides them. */
+  runtimesHidden: string | null;
   ok: boolean;
 }
 
@@ -161,7 +164,8 @@ export async function doctorReport(options: DoctorOptions): Promise<DoctorReport
     readNode(),
     Promise.all(runtimeTargets.map((t) => runtimeReport(t.binary, t.source, t.pids))),
   ]);
-  const checks = [...nodeChecks(readings), pollLibraryCheck()];
+  const containerWithholds = containerChecks(readContainer());
+  const checks = [...nodeChecks(readings), ...containerWithholds, pollLibraryCheck()];
 
   const root = nodeRoot();
   const defaults = defaultCniBinDirs.map((dir) => ({ dir, exists: isDirectory(`${root}${dir}`) }));
@@ -180,7 +184,8 @@ export async function doctorReport(options: DoctorOptions): Promise<DoctorReport
     cniBinDirsAbsent,
     probeMode: probeMode(checks),
     pluginProbes: { mode: survey.mode, reasons: survey.reasons, plugins: survey.plugins.length },
-    ok: tracingCanWork(checks),
+    runtimesHidden: runtimes.length === 0 ? runtimesHiddenMessage() : null,
+    ok: tracingCanWork(checks) && containerWithholds.every((check) => check.status !== 'missing'),
   };
 }
 
@@ -222,7 +227,9 @@ export function formatDoctor(report: DoctorReport): string {
   }
 
   lines.push('', 'runtimes');
-  if (report.runtimes.length === 0) {
+  if (report.runtimes.length === 0 && report.runtimesHidden) {
+    lines.push(row('missing', 'containerd', report.runtimesHidden));
+  } else if (report.runtimes.length === 0) {
     lines.push(
       row(
         'warn',

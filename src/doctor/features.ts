@@ -21,21 +21,14 @@ import { delimiter, join } from 'node:path';
 import { probesDir } from '../probes/program.js';
 import { memlockNoise } from '../probes/runner.js';
 import { tracefs } from '../probes/uprobe-events.js';
+import type { Check } from './check.js';
+import { tracefsMountFix } from './container.js';
 
-export type CheckStatus = 'ok' | 'warn' | 'missing';
-
-export interface Check {
-  name: string;
-  status: CheckStatus;
-  detail: string;
-  /** What to do, in one line: present on every warn and missing. */
-  fix?: string;
-}
+export type { Check, CheckStatus } from './check.js';
 
 /** Without any of these podwire's kernel program cannot run: doctor exits 1. */
 export const neededForTracing = ['btf', 'tracefs', 'bpftrace', 'bpftrace attach', 'tracepoints'];
 
-export const mountTracefs = `mount -t tracefs tracefs ${tracefs}`;
 const asRoot = 'run podwire doctor as root (sudo podwire doctor)';
 const notNeeded = 'nothing to do: podwire traces with tracepoints and tracefs uprobes';
 
@@ -301,7 +294,7 @@ function tracefsCheck(r: NodeReadings): Check {
     name: 'tracefs',
     status: 'missing',
     detail: `not mounted at ${tracefs}${elsewhere}: bpftrace cannot list or attach tracepoints, podwire cannot create uprobe events`,
-    fix: mountTracefs,
+    fix: tracefsMountFix(),
   };
 }
 
@@ -313,7 +306,7 @@ function tracefsBlocked(name: string, r: NodeReadings, why: string): Check | nul
       name,
       status: 'missing',
       detail: `cannot check: tracefs is not mounted at ${tracefs}`,
-      fix: mountTracefs,
+      fix: tracefsMountFix(),
     };
   return null;
 }

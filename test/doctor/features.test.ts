@@ -4,13 +4,13 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tracefsMountFix } from '../../src/doctor/container.js';
 import {
   attachCheck,
   attachPoints,
   bpftraceFeatures,
   type Check,
   type CommandRun,
-  mountTracefs,
   type NodeReadings,
   neededTracepoints,
   nodeChecks,
@@ -334,8 +334,11 @@ describe('deciding from the readings', () => {
 
   it('a fresh machine: tracefs is missing with the mount command, and tracing cannot work', () => {
     const checks = nodeChecks(scenarios['a fresh machine (tracefs not mounted)'] as NodeReadings);
-    expect(byName(checks, 'tracefs')).toMatchObject({ status: 'missing', fix: mountTracefs });
-    expect(byName(checks, 'tracepoints')).toMatchObject({ status: 'missing', fix: mountTracefs });
+    expect(byName(checks, 'tracefs')).toMatchObject({ status: 'missing', fix: tracefsMountFix() });
+    expect(byName(checks, 'tracepoints')).toMatchObject({
+      status: 'missing',
+      fix: tracefsMountFix(),
+    });
     expect(tracingCanWork(checks)).toBe(false);
     expect(probeMode(checks)).toMatch(/^none/);
   });
