@@ -46,6 +46,9 @@ export class MetricsSink implements Sink {
   private readonly eventsLost: Counter;
   private readonly eventsLate: Counter;
   private readonly probeRestarts: Counter;
+  private readonly phases: Counter;
+  /** The steps (kind, phase, plugin) podwire has counted: from its first sight both statuses have a series. */
+  private readonly phasesSeen = new Set<string>();
   private readonly telemetry: Telemetry;
 
   /** `droppedSpans`: what the OTLP export has dropped so far (nothing when it is off). */
@@ -84,6 +87,10 @@ export class MetricsSink implements Sink {
     });
     this.probeRestarts = meter.createCounter('podwire_probe_restarts_total', {
       description: 'Probe programs that died and were attached again',
+    });
+    this.phases = meter.createCounter('podwire_phases_total', {
+      description:
+        'Steps of handshakes and teardowns by status: both statuses of a step are shown from its first sight',
     });
     meter
       .createObservableCounter('podwire_spans_dropped_total', {
@@ -131,12 +138,22 @@ export class MetricsSink implements Sink {
     }
     for (const phase of record.phases) {
       if (phase.durationMs === null) continue;
-      this.phaseDuration.record(seconds(phase.durationMs), {
+      const step = {
         kind: record.kind,
         phase: phase.name,
         plugin: phasePlugin(record.phases, phase),
-        status: phase.error ? 'error' : 'ok',
-      });
+      };
+      const status = phase.error ? 'error' : 'ok';
+      this.phaseDuration.record(seconds(phase.durationMs), { ...step, status });
+      // Prometheus's rate() sees a series move only between two of its samples: a step's error series made by
+      // its first error would hide that error from every rate. So a step seen ok has its error series at 0.
+      const key = `${step.kind}\0${step.phase}\0${step.plugin}`;
+      if (!this.phasesSeen.has(key)) {
+        this.phasesSeen.add(key);
+        this.phases.add(0, { ...step, status: 'ok' });
+        this.phases.add(0, { ...step, status: 'error' });
+      }
+      this.phases.add(1, { ...step, status });
     }
   }
 

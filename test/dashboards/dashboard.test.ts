@@ -16,6 +16,7 @@ const exportedMetrics = [
   'podwire_handshake_duration_seconds',
   'podwire_handshakes_total',
   'podwire_phase_duration_seconds',
+  'podwire_phases_total',
   'podwire_probe_restarts_total',
   'podwire_spans_dropped_total',
   'podwire_teardowns_total',

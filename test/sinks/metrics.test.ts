@@ -115,6 +115,24 @@ describe('--metrics after two real recordings (ten pods; an IPAM range too small
     ).toBe(phases('cri RunPodSandbox').filter((p) => !p.error).length);
   });
 
+  it('counts each step by status, the status it has not had yet at 0 from its first sight, for rate()', () => {
+    const step = { kind: 'handshake', phase: 'ipam host-local', plugin: 'host-local' };
+    const ipam = records.flatMap((r) =>
+      r.kind === 'handshake' ? r.phases.filter((p) => p.name === 'ipam host-local') : [],
+    );
+    expect(sample(text, 'podwire_phases_total', { ...step, status: 'error' })).toBe(1);
+    expect(sample(text, 'podwire_phases_total', { ...step, status: 'ok' })).toBe(ipam.length - 1);
+    // A step that never failed in these recordings still has its error series, at 0.
+    expect(
+      sample(text, 'podwire_phases_total', {
+        kind: 'handshake',
+        phase: 'veth create',
+        plugin: 'bridge',
+        status: 'error',
+      }),
+    ).toBe(0);
+  });
+
   it("counts the daemon's own losses", () => {
     expect(sample(text, 'podwire_events_lost_total', { source: 'kernel' })).toBe(7);
     expect(sample(text, 'podwire_events_late_total', { source: 'kernel' })).toBe(3);
