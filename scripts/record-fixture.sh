@@ -2,14 +2,15 @@
 # Records real handshakes on the lab for tests and benchmarks, as root:
 #   bash scripts/record-fixture.sh OUT.ndjson COUNT PARALLEL [CNI_CONFIG]
 # writes OUT.ndjson (the raw recording, for podwire replay) and OUT.records.ndjson (what the live tracer emitted).
-# PREFIX and NAMESPACE, when set, name the pods (lab pods create --prefix, --namespace).
+# PREFIX and NAMESPACE, when set, name the pods (lab pods create --prefix, --namespace); CONTAINERD runs the lab on
+# that containerd binary (lab up --containerd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$1 count=$2 parallel=$3 cni=${4:-}
 podwire=(node dist/src/cli.js)
 records="${out%.ndjson}.records.ndjson"
 
-"${podwire[@]}" lab up ${cni:+--cni-config "$cni"}
+"${podwire[@]}" lab up ${cni:+--cni-config "$cni"} ${CONTAINERD:+--containerd "$CONTAINERD"}
 trap '"${podwire[@]}" lab down' EXIT
 "${podwire[@]}" trace --record "$out" >"$records" &
 tracer=$!

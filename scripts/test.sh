@@ -14,8 +14,8 @@ npm run --silent lint
 status=$?
 summary+=(--stage "lint (npm run lint)" "$status")
 
-# The containerd 2.x tests fail, naming why, when this could not fetch it.
-bash scripts/fetch-containerd-sid.sh
+# The tests of containerd 2.x (sid) and 1.7 (trixie) fail, naming why, when this could not fetch them.
+bash scripts/fetch-containerd.sh
 
 # podwire's image takes minutes to build cold (a Debian base, apt, npm). It builds in the background, at the lowest
 # CPU and I/O priority, while the unit tests run on Node.js 22; the lab tests start only once it is built, as load on

@@ -92,7 +92,7 @@ describe.skipIf(!isRoot)(
       const sid = join(sidDir, 'containerd');
       if (!existsSync(sid))
         throw new Error(
-          `${sid} is missing: scripts/fetch-containerd-sid.sh fetches containerd 2.x from Debian sid (npm test runs it); it could not`,
+          `${sid} is missing: scripts/fetch-containerd.sh fetches containerd 2.x from Debian sid (npm test runs it); it could not`,
         );
       // As a package upgrade does: the new file renamed over the old one (a new inode), then a restart.
       for (const name of ['containerd', 'containerd-shim-runc-v2']) {

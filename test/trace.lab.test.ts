@@ -5,8 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord, PhaseRecord } from '../src/correlate/record.js';
+import { labPaths } from '../src/lab/paths.js';
 import { defaultPollMs } from '../src/probes/runner.js';
-import { requireSid, sidContainerd } from './binaries/sid.js';
+import { requireSuite, sidContainerd, trixieContainerd } from './binaries/suites.js';
 import { bridgeHandshakeSteps } from './correlate/recordings.js';
 import { dashboardMetricsMissingFrom } from './dashboards/queries.js';
 import {
@@ -498,7 +499,7 @@ describe.skipIf(!isRoot)(
   },
 );
 
-// Needs containerd 2.x from Debian sid: fails, with the reason, when scripts/fetch-containerd-sid.sh could not fetch it.
+// Needs containerd 2.x from Debian sid: fails, with the reason, when scripts/fetch-containerd.sh could not fetch it.
 describe.skipIf(!isRoot)(
   `podwire trace on a lab running containerd 2.x${isRoot ? '' : ` (skipped: ${rootReason})`}`,
   () => {
@@ -506,7 +507,7 @@ describe.skipIf(!isRoot)(
     let scratch = '';
 
     beforeAll(async () => {
-      requireSid();
+      requireSuite('sid');
       await noLabUp();
       scratch = mkdtempSync(join(tmpdir(), 'podwire-trace2-test-'));
       // The fallback for plugins podwire cannot probe in their own code, on the real stack too.
@@ -559,6 +560,115 @@ describe.skipIf(!isRoot)(
           expect.arrayContaining(['cri StopPodSandbox', 'cni DEL bridge', 'cri RemovePodSandbox']),
         );
       }
+    });
+  },
+);
+
+// Needs containerd 1.7 from Debian trixie: fails, with the reason, when scripts/fetch-containerd.sh could not fetch it.
+describe.skipIf(!isRoot)(
+  `podwire trace on a lab running containerd 1.7${isRoot ? '' : ` (skipped: ${rootReason})`}`,
+  () => {
+    let trace: Trace;
+    let scratch = '';
+
+    beforeAll(async () => {
+      requireSuite('trixie');
+      await noLabUp();
+      scratch = mkdtempSync(join(tmpdir(), 'podwire-trace17-test-'));
+      trace = await tracedLab(
+        ['--containerd', `${process.cwd()}/${trixieContainerd}`],
+        join(scratch, 'run.ndjson'),
+      );
+    });
+
+    afterAll(async () => {
+      // Nothing was started when containerd 1.7 is missing: the lab of the next describe must not be brought down.
+      if (!scratch) return;
+      await endTracedLab(trace, join(scratch, 'run.ndjson'), 'trace-lab17');
+      rmSync(scratch, { recursive: true, force: true });
+    });
+
+    const said = (state: string, message: RegExp) =>
+      trace.lines.some((l) => l.kind === 'status' && l.state === state && message.test(l.message));
+
+    /** `count` pods created at once, then deleted: each gets one handshake that agrees with CRI and ip, and a teardown. */
+    async function expectTracedExactly(count: number): Promise<void> {
+      const handshakesBefore = trace.records('handshake').length;
+      const teardownsBefore = trace.records('teardown').length;
+      const result = await podwire(
+        'lab',
+        'pods',
+        'create',
+        '--count',
+        String(count),
+        '--parallel',
+        String(count),
+        '--json',
+      );
+      expect(result.code, result.stderr).toBe(0);
+      const pods = (JSON.parse(result.stdout) as Created).pods;
+      await trace.waitFor(
+        `${count} handshakes`,
+        () => trace.records('handshake').length >= handshakesBefore + count,
+      );
+      const records = trace.records('handshake').slice(handshakesBefore);
+      expect(records).toHaveLength(count);
+      const links = await hostLinks();
+      for (const pod of pods) {
+        const record = records.find((r) => r.sandboxId === pod.sandboxId) as HandshakeRecord;
+        expect(record, `a record for ${pod.name}`).toBeDefined();
+        expect(record.outcome, JSON.stringify(record.error)).toBe('ok');
+        expect(record.pod).toEqual({ namespace: pod.namespace, name: pod.name, uid: pod.uid });
+        expect(record.podIP?.split('/')[0]).toBe(pod.ip);
+        expect(record.netns).toBe(pod.netns);
+        expect(links.find((link) => link.ifname === record.hostVeth)?.master).toBe(bridge);
+        expect(record.podInterface).toBe('eth0');
+        for (const name of required)
+          expect(phase(record, name), `${pod.name}: ${name}`).toBeDefined();
+      }
+      expect((await podwire('lab', 'pods', 'delete', '--all')).code).toBe(0);
+      await trace.waitFor(
+        `${count} teardowns`,
+        () => trace.records('teardown').length >= teardownsBefore + count,
+      );
+      const teardowns = trace.records('teardown').slice(teardownsBefore);
+      expect(teardowns.map((t) => t.sandboxId).sort()).toEqual(pods.map((p) => p.sandboxId).sort());
+      for (const record of teardowns) {
+        expect(record.outcome).toBe('ok');
+        expect(record.phases.map((p) => p.name)).toEqual(
+          expect.arrayContaining([
+            'cri StopPodSandbox',
+            'cni DEL bridge',
+            'netns delete',
+            'cri RemovePodSandbox',
+          ]),
+        );
+      }
+    }
+
+    it('finds the 1.7 runtime, reads its CRI calls and gives exact handshakes and teardowns (plugins probed in their own code)', async () => {
+      const where = trace.lines.find((l) => l.kind === 'status' && l.state === 'plugin-probes');
+      expect((where as { mode?: string } | undefined)?.mode).toBe('uprobes');
+      expect(said('runtime-found', /^containerd 1\.7\.\d+\S* at .*: 5 CRI methods probed$/)).toBe(
+        true,
+      );
+      await expectTracedExactly(3);
+    });
+
+    it('traces it as exactly once it serves CRI through its other server (restarted with ENABLE_CRI_SANDBOXES)', async () => {
+      process.env.ENABLE_CRI_SANDBOXES = '1';
+      let restart: Awaited<ReturnType<typeof podwire>>;
+      try {
+        restart = await podwire('lab', 'restart');
+      } finally {
+        delete process.env.ENABLE_CRI_SANDBOXES;
+      }
+      expect(restart.code, restart.stderr).toBe(0);
+      expect(readFileSync(labPaths().containerdLog, 'utf8')).toMatch(
+        /using experimental CRI Sandbox server/,
+      );
+      // The same binary: its CRI probes stay, and the first pods after the start already have their calls.
+      await expectTracedExactly(2);
     });
   },
 );

@@ -82,6 +82,7 @@ export interface RuntimeInspection {
    * (>= v0.34).
    */
   messageShift: 0 | 8;
+  /** In CRI_METHODS order; a method has two when the binary has two CRI servers (containerd 1.7). */
   points: CriProbePoint[];
   /** Methods that could not be resolved, each with why. */
   missing: { method: CriMethod; reason: string }[];
@@ -185,12 +186,18 @@ export function criCallLayout(
   };
 }
 
-/** Packages that define containerd's (*criService), newest first. */
-const IMPLEMENTATION_PACKAGES = [
-  'github.com/containerd/containerd/v2/internal/cri/server', // 2.0 and later
-  'github.com/containerd/containerd/v2/pkg/cri/server', // 2.0 pre-releases
-  'github.com/containerd/containerd/pkg/cri/server', // 1.6, 1.7
-  'github.com/containerd/containerd/pkg/cri/sbserver', // 1.7, used only with ENABLE_CRI_SANDBOXES set
+/**
+ * Packages that define containerd's (*criService), newest first. The packages of one entry are built into the same
+ * binary, and the daemon's environment chooses which of them serves CRI: each is probed, and only the serving one
+ * fires.
+ */
+const IMPLEMENTATION_PACKAGES: readonly (readonly string[])[] = [
+  ['github.com/containerd/containerd/v2/internal/cri/server'], // 2.0 and later
+  ['github.com/containerd/containerd/v2/pkg/cri/server'], // 2.0 pre-releases
+  [
+    'github.com/containerd/containerd/pkg/cri/server', // 1.6, 1.7
+    'github.com/containerd/containerd/pkg/cri/sbserver', // 1.7, serving instead when ENABLE_CRI_SANDBOXES is set
+  ],
 ];
 const SBSERVER = 'github.com/containerd/containerd/pkg/cri/sbserver';
 const CRI_API_V1 = 'k8s.io/cri-api/pkg/apis/runtime/v1.';
@@ -230,16 +237,19 @@ function collectCriSymbols(table: GoFunctionTable): CriSymbols {
   return { implementations, handlers, api };
 }
 
-function chooseFunction(
+function chooseFunctions(
   method: CriMethod,
   symbols: CriSymbols,
-): { fn: GoFunction; kind: CriSymbolKind } | null {
-  for (const pkg of IMPLEMENTATION_PACKAGES) {
-    const fn = symbols.implementations.get(`${pkg}.(*criService).${method}`);
-    if (fn) return { fn, kind: 'criService' };
+): { fn: GoFunction; kind: CriSymbolKind }[] {
+  for (const packages of IMPLEMENTATION_PACKAGES) {
+    const found = packages.flatMap((pkg) => {
+      const fn = symbols.implementations.get(`${pkg}.(*criService).${method}`);
+      return fn ? [{ fn, kind: 'criService' as const }] : [];
+    });
+    if (found.length > 0) return found;
   }
   const handler = symbols.handlers.get(method);
-  return handler ? { fn: handler, kind: 'grpcHandler' } : null;
+  return handler ? [{ fn: handler, kind: 'grpcHandler' }] : [];
 }
 
 function readGoStringAt(elf: ElfImage, headerAddr: number): string | null {
@@ -418,8 +428,11 @@ export async function inspectContainerd(
     };
   }
   const symbols = collectCriSymbols(table);
-  const chosen = CRI_METHODS.map((method) => ({ method, choice: chooseFunction(method, symbols) }));
-  if (chosen.every((c) => c.choice === null)) {
+  const chosen = CRI_METHODS.map((method) => ({
+    method,
+    choices: chooseFunctions(method, symbols),
+  }));
+  if (chosen.every((c) => c.choices.length === 0)) {
     return {
       error: `${binaryPath} is a Go binary without CRI handlers ((*criService).RunPodSandbox or _RuntimeService_*_Handler): point podwire at containerd built with its CRI plugin`,
     };
@@ -441,24 +454,24 @@ export async function inspectContainerd(
   const points: CriProbePoint[] = [];
   const missing: RuntimeInspection['missing'] = [];
   const results = await Promise.all(
-    chosen.map(async ({ method, choice }) =>
-      choice
-        ? { method, result: await probePoint(binaryPath, elf, method, choice.fn, choice.kind) }
-        : { method, result: null },
-    ),
+    chosen.map(async ({ method, choices }) => ({
+      method,
+      results: await Promise.all(
+        choices.map((choice) => probePoint(binaryPath, elf, method, choice.fn, choice.kind)),
+      ),
+    })),
   );
-  for (const { method, result } of results) {
-    if (result === null) {
+  for (const { method, results: found } of results) {
+    if (found.length === 0) {
       missing.push({
         method,
         reason: `neither (*criService).${method} nor _RuntimeService_${method}_Handler is in the function table`,
       });
-    } else if ('error' in result) {
-      return result;
-    } else if ('missing' in result) {
-      missing.push({ method, reason: result.missing });
-    } else {
-      points.push(result);
+    }
+    for (const result of found) {
+      if ('error' in result) return result;
+      if ('missing' in result) missing.push({ method, reason: result.missing });
+      else points.push(result);
     }
   }
   const unsymbolized = points.filter((p) => !findSymbol(elf, p.symbol));
@@ -472,15 +485,9 @@ export async function inspectContainerd(
       'some methods fall back to the gRPC handler: their request fields are not readable at entry',
     );
   }
-  const onServer = points.some((p) =>
-    p.symbol.startsWith('github.com/containerd/containerd/pkg/cri/server.'),
-  );
-  if (
-    onServer &&
-    [...symbols.implementations.keys()].some((name) => name.startsWith(`${SBSERVER}.`))
-  ) {
+  if (points.some((p) => p.symbol.startsWith(`${SBSERVER}.`))) {
     notes.push(
-      'containerd 1.7 also carries pkg/cri/sbserver, which serves CRI only when ENABLE_CRI_SANDBOXES is set',
+      'containerd 1.7 carries two CRI servers, pkg/cri/server and pkg/cri/sbserver (which serves instead when containerd runs with ENABLE_CRI_SANDBOXES set): both are probed, only the serving one fires',
     );
   }
 

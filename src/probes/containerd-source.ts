@@ -26,7 +26,7 @@ export const containerd: RuntimeProbes = {
     say(
       status(
         'runtime-found',
-        `containerd ${inspection.version ?? '(unknown version)'} at ${binary}: ${inspection.points.length} CRI methods probed`,
+        `containerd ${inspection.version ?? '(unknown version)'} at ${binary}: ${new Set(inspection.points.map((point) => point.method)).size} CRI methods probed`,
         {
           binary,
           version: inspection.version,

@@ -69,7 +69,12 @@ export function criEventDefinitions(
   group: string,
 ): EventDefinition[] {
   const definitions: EventDefinition[] = [];
+  const probed = new Map<string, number>();
   for (const point of inspection.points) {
+    // A method probed in a second CRI server of the same binary (containerd 1.7's sbserver) gets names of its own.
+    const earlier = probed.get(point.method) ?? 0;
+    probed.set(point.method, earlier + 1);
+    const eventBase = earlier === 0 ? point.method : `${point.method}_${earlier}`;
     const layout = criCallLayout(point.method, inspection.messageShift, point.kind);
     const inArgs = ['g=%r14:x64'];
     if (layout.requestRegister) {
@@ -79,7 +84,7 @@ export function criEventDefinitions(
           inArgs.push(stringFetch(layout.requestRegister, path, name));
       }
     }
-    const event = `${point.method}_in`;
+    const event = `${eventBase}_in`;
     definitions.push({
       event,
       method: point.method,
@@ -90,7 +95,7 @@ export function criEventDefinitions(
     const id = Object.entries(layout.responseFields).find(([, path]) => path.kind === 'string');
     if (id) outArgs.push(stringFetch(layout.responseRegister, id[1], 'id'));
     point.returnOffsets.forEach((offset, index) => {
-      const out = `${point.method}_out${index}`;
+      const out = `${eventBase}_out${index}`;
       definitions.push({
         event: out,
         method: point.method,

@@ -4,8 +4,8 @@
 // toolchain on these machines, so those paths are not exercised here (and not faked): the tables below are the
 // ones real Debian builds carry. The build info parser gets a synthetic ELF, since its format is a documented blob.
 //
-// containerd 2.x comes from Debian sid, unpacked into .cache/containerd-sid by scripts/fetch-containerd-sid.sh: its
-// tests fail, with the reason, when it is missing (test/binaries/sid.ts).
+// containerd 2.x comes from Debian sid and 1.7 from trixie, unpacked into .cache/containerd-<suite> by
+// scripts/fetch-containerd.sh: their tests fail, with the reason, when it is missing (test/binaries/suites.ts).
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -30,7 +30,11 @@ import {
   returnOffsets,
   returnSites,
 } from '../../src/binaries/gosym.js';
-import { requireSid, sidContainerd as SID_CONTAINERD } from './sid.js';
+import {
+  requireSuite,
+  sidContainerd as SID_CONTAINERD,
+  trixieContainerd as TRIXIE_CONTAINERD,
+} from './suites.js';
 
 const DEBIAN_CONTAINERD = '/usr/bin/containerd';
 const hasObjdump = (() => {
@@ -43,6 +47,7 @@ const hasObjdump = (() => {
 })();
 
 const CRI_SERVER_16 = 'github.com/containerd/containerd/pkg/cri/server.(*criService)';
+const CRI_SERVER_17_SANDBOXES = 'github.com/containerd/containerd/pkg/cri/sbserver.(*criService)';
 const CRI_SERVER_2 = 'github.com/containerd/containerd/v2/internal/cri/server.(*criService)';
 const METHODS = [
   'RunPodSandbox',
@@ -186,11 +191,94 @@ describe.skipIf(!existsSync(DEBIAN_CONTAINERD))(
   },
 );
 
+describe('containerd 1.7 from Debian trixie', () => {
+  let elf: ElfImage;
+  let functions: GoFunctionTable;
+  beforeAll(() => {
+    requireSuite('trixie');
+    elf = load(TRIXIE_CONTAINERD);
+    functions = table(elf);
+  });
+
+  it('has a Go 1.20+ table whose textStart is in its header, and build info without a module list', () => {
+    const info = readGoBuildInfo(elf);
+    if (typeof info === 'string') throw new Error(info);
+    expect(info.goVersion).toMatch(/^go1\.(2[0-9])\./);
+    expect(info.path).toBe('github.com/containerd/containerd/cmd/containerd');
+    // Debian builds it in GOPATH mode against its own Go library packages: no module list, no vendor path.
+    expect(info.main).toBeNull();
+    expect(moduleVersion(info, 'k8s.io/cri-api')).toBeNull();
+    expect(functions.magic).toBe(0xfffffff1);
+    expect(functions.format).toBe('go1.20+');
+    expect(functions.textStartSource).toBe('header');
+    const moduledata = findSymbol(elf, 'runtime.firstmoduledata');
+    expect(moduledata).toBeDefined();
+    expect(readPointer(elf, (moduledata?.value ?? 0) + 22 * 8, 8)).toBe(functions.textStart);
+  });
+
+  it('has both CRI servers, pkg/cri/server and pkg/cri/sbserver, where the ELF symbols put them', () => {
+    for (const server of [CRI_SERVER_16, CRI_SERVER_17_SANDBOXES]) {
+      for (const method of METHODS) {
+        const name = `${server}.${method}`;
+        const fn = functionByName(functions, name);
+        const symbol = findSymbol(elf, name);
+        expect(fn, name).toBeDefined();
+        expect(fn?.entry).toBe(symbol?.value);
+        expect(fn && symbol && fn.end >= fn.entry + symbol.size).toBe(true);
+      }
+    }
+    for (const method of METHODS) {
+      expect(
+        functionByName(
+          functions,
+          `k8s.io/cri-api/pkg/apis/runtime/v1._RuntimeService_${method}_Handler`,
+        ),
+        method,
+      ).toBeDefined();
+    }
+  });
+
+  it('agrees with the ELF symbols on a sample across the whole table', () => {
+    let compared = 0;
+    for (let i = 0; i < functions.functions.length; i += 997) {
+      const fn = functions.functions[i];
+      const symbol = fn && findSymbol(elf, fn.name);
+      if (!fn || !symbol) continue;
+      expect(symbol.value, fn.name).toBe(fn.entry);
+      compared++;
+    }
+    expect(compared).toBeGreaterThan(20);
+  });
+
+  it.skipIf(!hasObjdump)(
+    'maps entries to the bytes objdump shows, and finds RETs, in both servers',
+    // Ten functions disassembled by objdump: past vitest's default timeout beside other test files.
+    { timeout: 30_000 },
+    async () => {
+      for (const server of [CRI_SERVER_16, CRI_SERVER_17_SANDBOXES]) {
+        for (const method of METHODS) {
+          const fn = functionByName(functions, `${server}.${method}`);
+          if (!fn) throw new Error(`${server}.${method}`);
+          const offset = vaddrToFileOffset(elf, fn.entry);
+          if (typeof offset === 'string') throw new Error(offset);
+          const expected = objdumpFirstInstructionBytes(TRIXIE_CONTAINERD, fn.entry);
+          expect(expected.length).toBeGreaterThan(0);
+          expect(elf.data.subarray(offset, offset + expected.length).equals(expected)).toBe(true);
+          const offsets = await returnOffsets(TRIXIE_CONTAINERD, fn, elf);
+          if (!Array.isArray(offsets)) throw new Error(offsets.error);
+          expect(offsets.length).toBeGreaterThan(0);
+          for (const ret of offsets) expect(elf.data[ret]).toBe(0xc3);
+        }
+      }
+    },
+  );
+});
+
 describe('containerd 2.x from Debian sid', () => {
   let elf: ElfImage;
   let functions: GoFunctionTable;
   beforeAll(() => {
-    requireSid();
+    requireSuite('sid');
     elf = load(SID_CONTAINERD);
     functions = table(elf);
   });

@@ -20,7 +20,11 @@ import {
   type RuntimeInspection,
 } from '../../src/binaries/runtime.js';
 import { expectEntryProbe } from './entry-probe.js';
-import { requireSid, sidContainerd as SID_CONTAINERD } from './sid.js';
+import {
+  requireSuite,
+  sidContainerd as SID_CONTAINERD,
+  trixieContainerd as TRIXIE_CONTAINERD,
+} from './suites.js';
 
 const DEBIAN_CONTAINERD = '/usr/bin/containerd';
 const hasObjdump = (() => {
@@ -41,9 +45,11 @@ async function inspect(binary: string): Promise<RuntimeInspection> {
   return result;
 }
 
+/** Every method probed once in each of `servers` CRI servers, each point where the file and objdump say. */
 async function expectConsistentPoints(
   inspection: RuntimeInspection,
   binary: string,
+  servers = 1,
 ): Promise<void> {
   const data = readFileSync(binary);
   const elf = parseElf(data);
@@ -51,7 +57,9 @@ async function expectConsistentPoints(
   const table = goFunctions(elf);
   if (typeof table === 'string') throw new Error(table);
   expect(inspection.missing).toEqual([]);
-  expect(inspection.points.map((p) => p.method)).toEqual([...CRI_METHODS]);
+  expect(inspection.points.map((p) => p.method)).toEqual(
+    CRI_METHODS.flatMap((method) => new Array<string>(servers).fill(method)),
+  );
   for (const point of inspection.points) {
     expect(point.kind).toBe('criService');
     expect(vaddrToFileOffset(elf, point.entryAddress)).toBe(point.entryOffset);
@@ -100,11 +108,46 @@ describe.skipIf(!existsSync(DEBIAN_CONTAINERD) || !hasObjdump)(
 );
 
 describe.skipIf(!hasObjdump)(
+  `containerd 1.7 from Debian trixie${hasObjdump ? '' : ' (skipped: needs objdump: npm run setup installs it)'}`,
+  () => {
+    let inspection: RuntimeInspection;
+    beforeAll(async () => {
+      requireSuite('trixie');
+      inspection = await inspect(TRIXIE_CONTAINERD);
+    }, 60_000);
+
+    it('names version, Go and the gogo message layout, measured in its unvendored cri-api', () => {
+      expect(inspection.version).toMatch(/^1\.7\.\d+/);
+      expect(inspection.goVersion).toMatch(/^go1\.2\d\./);
+      expect(inspection.criApiVersion).toBeNull();
+      expect(inspection.messageShift).toBe(0);
+      expect(inspection.notes.join('\n')).toMatch(
+        /messageShift 0 measured: k8s\.io\/cri-api\/pkg\/apis\/runtime\/v1\.\(\*PodSandboxMetadata\)\.GetUid/,
+      );
+    });
+
+    it('probes both CRI servers, pkg/cri/server and the sbserver that ENABLE_CRI_SANDBOXES selects, at their ELF symbols', async () => {
+      await expectConsistentPoints(inspection, TRIXIE_CONTAINERD, 2);
+      for (const method of CRI_METHODS) {
+        expect(inspection.points.filter((p) => p.method === method).map((p) => p.symbol)).toEqual([
+          `github.com/containerd/containerd/pkg/cri/server.(*criService).${method}`,
+          `github.com/containerd/containerd/pkg/cri/sbserver.(*criService).${method}`,
+        ]);
+      }
+      const notes = inspection.notes.join('\n');
+      expect(notes).toMatch(/both are probed, only the serving one fires/);
+      // Debian's 1.7 keeps its ELF symbols: bpftrace could resolve the addresses without --unsafe.
+      expect(notes).not.toMatch(/--unsafe/);
+    }, 60_000);
+  },
+);
+
+describe.skipIf(!hasObjdump)(
   `containerd 2.x from Debian sid${hasObjdump ? '' : ' (skipped: needs objdump: npm run setup installs it)'}`,
   () => {
     let inspection: RuntimeInspection;
     beforeAll(async () => {
-      requireSid();
+      requireSuite('sid');
       inspection = await inspect(SID_CONTAINERD);
     }, 30_000);
 

@@ -254,6 +254,7 @@ describe('ok means every phase is whole (all real recordings)', () => {
     'long-names.ndjson',
     'ipam-exhausted.ndjson',
     'containerd2-three-pods.ndjson',
+    'containerd17-three-pods.ndjson',
   ];
   it.each(files)(
     '%s: an ok record has no open phase and nothing missing; any other says why',

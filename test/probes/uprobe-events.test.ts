@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { inspectContainerd } from '../../src/binaries/runtime.js';
 import { criEventDefinitions } from '../../src/probes/uprobe-events.js';
+import { requireSuite, trixieContainerd } from '../binaries/suites.js';
 
 const containerd = '/usr/bin/containerd';
 const haveContainerd = existsSync(containerd);
@@ -32,3 +33,22 @@ describe.skipIf(!haveContainerd)(
     });
   },
 );
+
+describe('uprobe event definitions for containerd 1.7 from Debian trixie', () => {
+  it('gives the second CRI server (sbserver) events of its own, on its own functions', async () => {
+    requireSuite('trixie');
+    const inspection = await inspectContainerd(trixieContainerd);
+    if ('error' in inspection) throw new Error(inspection.error);
+    const definitions = criEventDefinitions(inspection, 'podwire_1_0');
+    expect(new Set(definitions.map((d) => d.event)).size).toBe(definitions.length);
+    const entries = definitions.filter((d) => d.method === 'RunPodSandbox' && d.side === 'in');
+    expect(entries.map((d) => d.event)).toEqual(['RunPodSandbox_in', 'RunPodSandbox_1_in']);
+    const [server, sbserver] = inspection.points.filter((p) => p.method === 'RunPodSandbox');
+    expect(entries[1]?.line).toContain(
+      `${trixieContainerd}:0x${sbserver?.entryOffset.toString(16)} g=%r14:x64 name_len=`,
+    );
+    expect(entries[0]?.line).toContain(`:0x${server?.entryOffset.toString(16)} `);
+    const returns = definitions.filter((d) => /^RunPodSandbox_1_out\d+$/.test(d.event));
+    expect(returns).toHaveLength(sbserver?.returnOffsets.length ?? -1);
+  }, 60_000);
+});

@@ -13,7 +13,10 @@ import { printfData } from '../correlate/recordings.js';
 import { prng } from '../prng.js';
 
 const dir = fileURLToPath(new URL('../fixtures/recordings/', import.meta.url));
-const recordings = readdirSync(dir).filter((name) => name.endsWith('.ndjson'));
+// Only version-1 fixtures need the upgrade: later ones were recorded in today's lines.
+const recordings = readdirSync(dir).filter(
+  (name) => name.endsWith('.ndjson') && (written(name).header.version ?? 1) === 1,
+);
 
 /** A fixture's header and lines exactly as written (not upgraded). */
 function written(name: string): { header: RecordingHeader; lines: RecordedLine[] } {
