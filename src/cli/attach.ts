@@ -113,8 +113,11 @@ async function attachTimeline(path: string, fail: (message: string) => void): Pr
           resolve(false);
           return;
         }
-        tui.setHeader({ source: `was attached to pid ${hello?.pid}: gone` });
-        tui.sink.write(status('stopped', `${endText(hello, end)}; q quits`));
+        // Where "attached to pid N" was (the notice, at the end of the second line, is cut on a narrow terminal).
+        tui.setHeader({
+          source: `pid ${hello?.pid} ${end.stopped ? 'stopped' : 'gone'}; q quits`,
+        });
+        tui.sink.write(status('stopped', `${endText(hello, end)}; the view stays until q`));
       },
     });
   });
