@@ -96,10 +96,11 @@ async function attachTimeline(path: string, fail: (message: string) => void): Pr
     const stream = openStream(path, {
       hello: (said) => {
         hello = said;
+        // Said beside the node, at the start of the header: its end (the source) is cut on a narrow terminal.
         tui = startTui({
           header: {
-            node: said.node,
-            source: `attached to pid ${said.pid}`,
+            node: `${said.node} · attached to pid ${said.pid}`,
+            source: `live view of ${said.socket}`,
             exportState: said.exportState,
           },
         });
@@ -115,7 +116,7 @@ async function attachTimeline(path: string, fail: (message: string) => void): Pr
         }
         // Where "attached to pid N" was (the notice, at the end of the second line, is cut on a narrow terminal).
         tui.setHeader({
-          source: `pid ${hello?.pid} ${end.stopped ? 'stopped' : 'gone'}; q quits`,
+          node: `${hello?.node} · pid ${hello?.pid} ${end.stopped ? 'stopped' : 'gone'}; q quits`,
         });
         tui.sink.write(status('stopped', `${endText(hello, end)}; the view stays until q`));
       },
