@@ -61,8 +61,8 @@ export type StreamLine = HandshakeRecord | StatusEvent;
 export interface StreamEvents {
   /** The daemon's first line. */
   hello(hello: AttachHello, text: string): void;
-  /** Each line after it, as text (exactly as `podwire trace --json` writes it) and parsed. */
-  line(text: string, line: StreamLine): void;
+  /** Each line after it, as text (exactly as `podwire trace --json` writes it) and parsed (null if not asked). */
+  line(text: string, line: StreamLine | null): void;
   /**
    * The stream ended: `stopped` when the daemon said its `stopped` status (a stop), else why it ended. Also when
    * the connection could not be made (`error`) or the daemon refused it (too many viewers).
@@ -78,7 +78,11 @@ export interface AttachStream {
 }
 
 /** Reads the daemon's stream at `path`: its hello, then the backlog and the live lines. */
-export function openStream(path: string, events: StreamEvents): AttachStream {
+export function openStream(
+  path: string,
+  events: StreamEvents,
+  { parse = true }: { parse?: boolean } = {},
+): AttachStream {
   const socket: Socket = connect(path);
   socket.setEncoding('utf8');
   let partial = '';
@@ -93,6 +97,13 @@ export function openStream(path: string, events: StreamEvents): AttachStream {
   };
   const take = (text: string) => {
     if (text === '') return;
+    // Passed on as text (--json): the only line looked into is the daemon's last, its `stopped` status (status()
+    // puts kind and state first).
+    if (hello && !parse) {
+      if (text.startsWith('{"kind":"status","state":"stopped"')) stopped = true;
+      events.line(text, null);
+      return;
+    }
     let value: { kind?: unknown; state?: unknown; message?: unknown };
     try {
       value = JSON.parse(text) as typeof value;
@@ -119,10 +130,10 @@ export function openStream(path: string, events: StreamEvents): AttachStream {
       take(line);
     }
   });
-  socket.on('end', () => {
-    take(partial);
-    finish(hello ? null : `${path} closed the connection before saying who it is`);
-  });
+  // A last line without its newline was cut by the daemon letting this viewer go: it is not passed on.
+  socket.on('end', () =>
+    finish(hello ? null : `${path} closed the connection before saying who it is`),
+  );
   socket.on('close', () => finish(null));
   socket.on('error', (error: NodeJS.ErrnoException) => {
     if (hello) return finish(`the connection failed: ${error.code ?? error.message}`);

@@ -64,21 +64,25 @@ async function attachJson(path: string, fail: (message: string) => void): Promis
         process.stdout.once('drain', () => stream?.resume());
       }
     };
-    stream = openStream(path, {
-      hello: (said, text) => {
-        hello = said;
-        out(text);
+    stream = openStream(
+      path,
+      {
+        hello: (said, text) => {
+          hello = said;
+          out(text);
+        },
+        line: (text) => out(text),
+        end: (end) => {
+          if (!hello) fail(endText(null, end));
+          else {
+            process.stderr.write(`podwire attach: ${endText(hello, end)}\n`);
+            if (!end.stopped) process.exitCode = 1;
+          }
+          resolve();
+        },
       },
-      line: (text) => out(text),
-      end: (end) => {
-        if (!hello) fail(endText(null, end));
-        else {
-          process.stderr.write(`podwire attach: ${endText(hello, end)}\n`);
-          if (!end.stopped) process.exitCode = 1;
-        }
-        resolve();
-      },
-    });
+      { parse: false },
+    );
     process.once('SIGINT', () => {
       stream?.close();
       resolve();
@@ -107,7 +111,9 @@ async function attachTimeline(path: string, fail: (message: string) => void): Pr
         void tui.quit.then(() => stream.close());
         resolve(true);
       },
-      line: (_text, line) => tui?.sink.write(line),
+      line: (_text, line) => {
+        if (line) tui?.sink.write(line);
+      },
       end: (end) => {
         if (!tui) {
           fail(endText(null, end));

@@ -10,7 +10,7 @@ import {
   readdirSync,
   rmSync,
 } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -183,14 +183,16 @@ describe('podwire attach: viewers cost the daemon nothing', () => {
     const bound = 256 * 1024;
     const daemon = await daemonIn({ maxUnsentBytes: bound });
     // A viewer that reads its hello and then nothing more (a suspended `podwire attach`).
-    const stuck: Socket = connect(daemon.server.path);
-    await new Promise((resolve) => stuck.once('data', resolve));
-    stuck.pause();
-    let stuckClosed = false;
-    stuck.on('close', () => {
-      stuckClosed = true;
+    const stuckLines: string[] = [];
+    let stuckEnd: { stopped: boolean; error: string | null } | null = null;
+    const stuck = openStream(daemon.server.path, {
+      hello: () => stuck.pause(),
+      line: (text) => stuckLines.push(text),
+      end: (end) => {
+        stuckEnd = end;
+      },
     });
-    stuck.on('error', () => {});
+    await until('the stuck viewer', () => daemon.server.viewerCount === 1);
     const reader = new Viewer(daemon.server.path);
     await until('both viewers', () => daemon.server.viewerCount === 2);
     // About 8 MB of records, far past what the stuck viewer's socket buffers and the bound hold, each round read
@@ -205,9 +207,12 @@ describe('podwire attach: viewers cost the daemon nothing', () => {
     }
     expect(daemon.server.dropped).toBe(1);
     expect(daemon.server.viewerCount).toBe(1);
-    // The stuck viewer, reading again, finds its connection closed.
+    // The stuck viewer, reading again, finds its connection closed, and whole lines only (the last was cut).
     stuck.resume();
-    await until('the stuck viewer to see its end', () => stuckClosed);
+    await until('the stuck viewer to see its end', () => stuckEnd !== null);
+    expect(stuckEnd).toEqual({ stopped: false, error: null });
+    expect(stuckLines.length).toBeLessThan(daemon.stdout.length);
+    expect(stuckLines).toEqual(daemon.stdout.slice(0, stuckLines.length));
     await until('the status line', () => daemon.stdout.some((l) => l.includes('viewer-dropped')));
     const said = JSON.parse(
       daemon.stdout.find((l) => l.includes('viewer-dropped')) as string,
