@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // podwire's command line: one place that turns flags into calls and errors into one line and an exit code.
 import { Command } from 'commander';
+import { registerAttach } from './cli/attach.js';
 import { registerDemo } from './cli/demo.js';
 import { registerLab } from './cli/lab.js';
 import { registerTrace } from './cli/trace.js';
@@ -13,6 +14,7 @@ const program = new Command('podwire')
 
 registerLab(program);
 registerTrace(program);
+registerAttach(program);
 registerDemo(program);
 registerDoctor(program);
 

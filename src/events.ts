@@ -51,6 +51,7 @@ export interface StatusEvent {
     | 'plugins-changed'
     | 'export-failed'
     | 'export-resumed'
+    | 'viewer-dropped'
     | 'stopped';
   time: string;
   message: string;

@@ -4,6 +4,7 @@ import { closeSync, existsSync, fstatSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { attachDir } from '../attach/protocol.js';
 import { nodeRoot } from '../binaries/discover.js';
 import type { HandshakeRecord } from '../correlate/record.js';
 import { cannotTraceMessage } from '../doctor/container.js';
@@ -145,6 +146,22 @@ function untilGone(stdout: NdjsonSink): Sink {
   };
 }
 
+/** The live view's socket, as one more sink; tracing goes on without it when it cannot be served. */
+async function serveAttach(sinks: Sink[], exportState: string | null): Promise<void> {
+  const { AttachServer } = await import('../attach/server.js');
+  const served = await AttachServer.start({
+    exportState,
+    status: (event) => {
+      for (const sink of sinks) sink.write(event);
+    },
+  });
+  if ('error' in served)
+    progress(
+      `podwire trace: no live view (podwire attach): ${served.error}; tracing goes on (--no-attach-socket: do not try)`,
+    );
+  else sinks.push(served);
+}
+
 function fail(command: string, message: string): never {
   console.error(`podwire ${command}: ${message}`);
   process.exit(2);
@@ -193,6 +210,10 @@ export function registerTrace(program: Command): void {
       (v) => Number(v),
       defaultPollMs,
     )
+    .option(
+      '--no-attach-socket',
+      `do not serve the live view (podwire attach) on a unix socket in ${attachDir}, which only root can open`,
+    )
     .action(
       async (
         options: {
@@ -204,6 +225,7 @@ export function registerTrace(program: Command): void {
           nice: number;
           pluginProbes: string;
           bpftracePoll: number;
+          attachSocket: boolean;
         } & SinkOptions,
       ) => {
         if (options.pluginProbes !== 'auto' && options.pluginProbes !== 'syscalls') {
@@ -249,6 +271,7 @@ export function registerTrace(program: Command): void {
           timeline ?? new NdjsonSink(process.stdout, () => readerLeft()),
         );
         if (!timeline) watchStdoutReader(() => readerLeft());
+        if (options.attachSocket) await serveAttach(sinks, exportState);
         const tui = timeline
           ? (await import('../tui/index.js')).startTui({
               header: { node: hostname(), source: 'live', exportState },

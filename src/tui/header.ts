@@ -137,6 +137,7 @@ export class HeaderState {
       case 'runtime-unsupported':
       case 'input-problem':
       case 'plugins-changed':
+      case 'viewer-dropped':
       case 'stopped':
         break;
       default:
