@@ -1,6 +1,6 @@
 #!/bin/sh
 # podwire's janitor (janitor.ts): removes what one podwire daemon placed in tracefs, off the daemon's clock.
-# Usage: janitor.sh DAEMON_PID TRACEFS TMPDIR. The daemon holds this script's stdin open. Each line it writes names
+# Usage: janitor.sh DAEMON_PID TRACEFS TMPDIR ATTACH_DIR. The daemon holds this script's stdin open. Each line it writes names
 # one of its uprobe event groups to remove now; when stdin ends (the daemon stopped, or was killed with -9), every
 # group and trace instance of that daemon still there is removed, then its probe program directories.
 # Disabling costs the kernel about 25 ms an event (a uprobe unregister waits for a grace period) and removing an
@@ -9,6 +9,7 @@ set -u
 daemon=$1
 tracefs=$2
 tmp=$3
+attach_dir=$4
 
 remove() {
   group=$1
@@ -41,4 +42,8 @@ for instance in "$tracefs"/instances/podwire_"$daemon"_*; do
   [ -d "$instance" ] && rmdir "$instance" 2>/dev/null
 done
 rm -rf "$tmp"/podwire-probe-"$daemon"-*
+# The live view's socket (src/attach): a daemon killed with -9 leaves it, and its directory when no other daemon's
+# socket is in it.
+rm -f "$attach_dir/attach-$daemon.sock"
+rmdir "$attach_dir" 2>/dev/null
 exit 0

@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { attachDir } from '../attach/protocol.js';
 
 /** janitor.sh beside this module (npm run build copies it to dist/). */
 export const janitorScript = fileURLToPath(new URL('./janitor.sh', import.meta.url));
@@ -33,7 +34,7 @@ export function startJanitor(tracefs: string): Janitor | string {
   try {
     // Not tied to the daemon and in a session of its own: a Ctrl-C to the daemon's group, or its death, must not
     // end it. Its stdin is the one thing it shares with the daemon; it ends when the daemon's process does.
-    child = spawn('/bin/sh', [janitorScript, String(process.pid), tracefs, tmpdir()], {
+    child = spawn('/bin/sh', [janitorScript, String(process.pid), tracefs, tmpdir(), attachDir], {
       detached: true,
       stdio: ['pipe', 'ignore', 'ignore'],
     });

@@ -126,6 +126,8 @@ export async function machineSnapshot() {
     labDirs: [labRoot, labState].filter((dir) => existsSync(dir)),
     // The runtime makes these on the lab's behalf when the machine has none.
     runtimeDirs: ['/run/containerd', '/run/netns'].filter((dir) => existsSync(dir)),
+    // podwire trace's live view socket directory (src/attach), removed at its stop or by its janitor.
+    attachDirs: ['/run/podwire'].filter((dir) => existsSync(dir)),
   };
 }
 

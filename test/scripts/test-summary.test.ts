@@ -162,6 +162,7 @@ function testSh(name: string, stubs: { npm: number; npx: number; node22: string 
   stub('bin/npm', `exit ${stubs.npm}`);
   stub('bin/npx', `exit ${stubs.npx}`);
   stub('scripts/fetch-containerd.sh', 'exit 0');
+  stub('scripts/fetch-prometheus.sh', 'exit 0');
   // As root test.sh builds the image first: not here.
   stub('scripts/build-image.sh', 'exit 0');
   stub('scripts/node22.sh', stubs.node22);
