@@ -26,6 +26,7 @@ import {
 import {
   type Created,
   childrenOf,
+  createPods,
   endTracedLab,
   oneMorePod,
   Trace,
@@ -595,18 +596,7 @@ describe.skipIf(!isRoot)(
     async function expectTracedExactly(count: number): Promise<void> {
       const handshakesBefore = trace.records('handshake').length;
       const teardownsBefore = trace.records('teardown').length;
-      const result = await podwire(
-        'lab',
-        'pods',
-        'create',
-        '--count',
-        String(count),
-        '--parallel',
-        String(count),
-        '--json',
-      );
-      expect(result.code, result.stderr).toBe(0);
-      const pods = (JSON.parse(result.stdout) as Created).pods;
+      const pods = await createPods(count, count);
       await trace.waitFor(
         `${count} handshakes`,
         () => trace.records('handshake').length >= handshakesBefore + count,

@@ -6,36 +6,13 @@ import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
 import type { CreatedPod } from '../../src/lab/pods.js';
+import { daemonSetLines, podwireInPod } from '../lab/daemonset.js';
 import { isRoot, noLabUp, podwire, rootReason } from '../lab/node.js';
 import { inexact, labHandshakeSteps, labTeardownSteps } from '../lab/traced.js';
+import { haveTmux, type Terminal, Tmux } from '../tui/terminal.js';
 import { until } from '../until.js';
-import { haveTmux, type Terminal, Tmux } from './terminal.js';
 
 const runDir = '/run/podwire';
-
-/** What the DaemonSet's podwire wrote to stdout so far, parsed. */
-async function daemonSetLines(): Promise<Record<string, unknown>[]> {
-  const logs = await podwire('lab', 'daemonset', 'logs');
-  if (logs.code !== 0) throw new Error(`lab daemonset logs failed: ${logs.stderr}`);
-  return logs.stdout
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
-
-/** The podwire daemon running in the DaemonSet's container, seen from the node (hostPID). */
-function podwireInPod(): number | null {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (argv[1] === '/usr/local/bin/podwire' && argv[2] === 'trace') return Number(entry);
-    } catch {
-      // Gone while we looked.
-    }
-  }
-  return null;
-}
 
 async function createPods(count: number): Promise<CreatedPod[]> {
   const made = await podwire('lab', 'pods', 'create', '--count', String(count), '--json');
@@ -73,7 +50,7 @@ describe.skipIf(!canRun)(
           (await daemonSetLines()).some((l) => l.kind === 'status' && l.state === 'ready'),
         120_000,
       );
-      daemonPid = podwireInPod() ?? 0;
+      daemonPid = podwireInPod()[0] ?? 0;
     }, 15 * 60_000);
 
     afterAll(async () => {

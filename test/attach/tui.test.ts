@@ -9,7 +9,7 @@ import { AttachServer } from '../../src/attach/server.js';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
 import { type StatusEvent, status } from '../../src/events.js';
 import { readRecording, replay } from '../correlate/recordings.js';
-import { haveTmux, Tmux } from './terminal.js';
+import { haveTmux, Tmux } from '../tui/terminal.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const { header, lines } = readRecording('ten-pods-envs.ndjson');

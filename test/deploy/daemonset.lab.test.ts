@@ -5,6 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
 import type { CreatedPod } from '../../src/lab/pods.js';
+import { daemonSetLines, podwireInPod } from '../lab/daemonset.js';
 import { freePort, isRoot, labStatus, noLabUp, podwire, rootReason, running } from '../lab/node.js';
 import {
   createPods,
@@ -17,32 +18,6 @@ import { type OtlpReceiver, startOtlpReceiver } from '../otel/otlp-receiver.js';
 import { until } from '../until.js';
 
 const tracefs = '/sys/kernel/tracing';
-
-/** What the DaemonSet's podwire wrote to stdout so far, parsed. */
-async function daemonSetLines(): Promise<Record<string, unknown>[]> {
-  const logs = await podwire('lab', 'daemonset', 'logs');
-  if (logs.code !== 0) throw new Error(`lab daemonset logs failed: ${logs.stderr}`);
-  return logs.stdout
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
-
-/** The podwire daemon running in the DaemonSet's container, seen from the node (hostPID). */
-function podwireInPod(): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .filter((entry) => {
-      try {
-        // The image's entrypoint: node /usr/local/bin/podwire trace ...
-        const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-        return argv[1] === '/usr/local/bin/podwire' && argv[2] === 'trace';
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 
 describe.skipIf(!isRoot)(
   `podwire's DaemonSet on the lab${isRoot ? '' : ` (skipped: ${rootReason})`}`,

@@ -1,90 +1,23 @@
 // The real timeline in a real pseudo-terminal (tmux): what an SRE sees and does, key by key, over recordings.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, it } from 'vitest';
+import { haveTmux, Tmux } from './terminal.js';
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const entry = 'dist/src/tui/replay-main.js';
-const haveTmux = spawnSync('tmux', ['-V']).status === 0;
-// Our own tmux server, its socket in a directory of ours: the tests never touch the user's sessions, and
-// kill only this server at the end (tmux leaves its socket file behind, so the directory goes too).
-const socketDir = mkdtempSync(join(tmpdir(), 'podwire-tui-test-'));
-const socket = join(socketDir, 'tmux.sock');
-// UTF-8 inside and out, so that blessed draws lines and bars and tmux keeps them in its captures.
-const env = { ...process.env, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' };
-
-function tmux(...args: string[]): string {
-  return execFileSync('tmux', ['-u', '-S', socket, ...args], { encoding: 'utf8', env });
-}
-
 const podRow = /default\/lab-\w+ +(ok|failed) +[\d.]+ ms/g;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** One tmux session running the timeline over a recording, and what its screen shows. */
-class Terminal {
-  constructor(readonly name: string) {}
-
-  static open(name: string, recording: string, flags: string, cols = 100, rows = 30): Terminal {
-    const command = `'${process.execPath}' ${entry} test/fixtures/recordings/${recording} ${flags}; echo EXITED $?; sleep 60`;
-    tmux(
-      'new-session',
-      '-d',
-      '-s',
-      name,
-      '-x',
-      String(cols),
-      '-y',
-      String(rows),
-      '-c',
-      repo,
-      command,
-    );
-    return new Terminal(name);
-  }
-
-  screen(): string {
-    return tmux('capture-pane', '-p', '-t', this.name);
-  }
-
-  keys(...keys: string[]): void {
-    tmux('send-keys', '-t', this.name, ...keys);
-  }
-
-  type(text: string): void {
-    tmux('send-keys', '-t', this.name, '-l', text);
-  }
-
-  /**
-   * Waits until the screen passes `check` and has stopped changing (two captures 100 ms apart alike: tmux shows
-   * a redraw as it arrives, so a title can be new while the pane below it is not yet); on timeout, fails with what
-   * the screen showed.
-   */
-  async until(
-    what: string,
-    check: (screen: string) => boolean,
-    timeoutMs = 10_000,
-  ): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    let previous: string | null = null;
-    let screen = this.screen();
-    while (!(check(screen) && screen === previous)) {
-      if (Date.now() > deadline)
-        throw new Error(`${what}: not on screen after ${timeoutMs} ms; the screen was:\n${screen}`);
-      await sleep(100);
-      previous = screen;
-      screen = this.screen();
-    }
-    return screen;
-  }
-
-  /** Fails with the screen in the message when `check` does not hold for it. */
-  expect(screen: string, what: string, check: (screen: string) => boolean): void {
-    if (!check(screen)) throw new Error(`${what}: not so; the screen was:\n${screen}`);
-  }
-}
+const tmux = new Tmux();
+/** One tmux session running the timeline over a recording. */
+const openReplay = (name: string, recording: string, flags: string, cols = 100, rows = 30) =>
+  tmux.open(
+    name,
+    `'${process.execPath}' ${entry} test/fixtures/recordings/${recording} ${flags}`,
+    repo,
+    cols,
+    rows,
+  );
 
 /** The pod rows of the list (the waterfall's and details' labels name the pod differently). */
 const listed = (screen: string) => [...screen.matchAll(podRow)].map((match) => match[0]);
@@ -102,12 +35,11 @@ describe.skipIf(!haveTmux)(
     });
 
     afterAll(() => {
-      spawnSync('tmux', ['-S', socket, 'kill-server']);
-      rmSync(socketDir, { recursive: true, force: true });
+      tmux.end();
     });
 
     it('shows the pods and their waterfalls, moves, filters, opens a phase, resizes and quits', async () => {
-      const term = Terminal.open('instant', 'ipam-exhausted.ndjson', '--instant');
+      const term = openReplay('instant', 'ipam-exhausted.ndjson', '--instant');
       let screen = await term.until(
         'the five records of the recording',
         (s) => listed(s).length === 5,
@@ -220,7 +152,7 @@ describe.skipIf(!haveTmux)(
       term.keys('?');
       await term.until('the help closed', (s) => !s.includes('podwire timeline: keys'));
 
-      tmux('resize-window', '-t', term.name, '-x', '80', '-y', '24');
+      term.resize(80, 24);
       screen = await term.until(
         'the layout at 80×24',
         // Redrawn, not just cut by tmux: the list's frame closes at the 80th column.
@@ -247,7 +179,7 @@ describe.skipIf(!haveTmux)(
     }, 60_000);
 
     it('replays at the recorded pace: records appear over time, space pauses, + speeds up', async () => {
-      const term = Terminal.open('paced', 'ten-pods-plugin-uprobes.ndjson', '');
+      const term = openReplay('paced', 'ten-pods-plugin-uprobes.ndjson', '');
       let screen = await term.until('the replay playing', (s) => replayState(s) !== null);
       // 1/16 of the pace: the 1.4 s recording takes 20 s, time enough to look at it.
       term.keys('-', '-', '-', '-');

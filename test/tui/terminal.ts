@@ -1,5 +1,6 @@
-// A real terminal for `podwire attach` (tmux): our own tmux server, its socket in a directory of ours, so that the
-// tests never touch anyone's sessions and end only the server they started.
+// A real terminal for the timeline's tests (tmux): our own tmux server, its socket in a directory of ours, so that
+// the tests never touch anyone's sessions and end only the server they started (tmux leaves its socket file
+// behind, so the directory goes too).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +12,7 @@ const env = { ...process.env, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class Tmux {
-  private readonly dir = mkdtempSync(join(tmpdir(), 'podwire-attach-tmux-'));
+  private readonly dir = mkdtempSync(join(tmpdir(), 'podwire-tmux-'));
   private readonly socket = join(this.dir, 'tmux.sock');
 
   run(...args: string[]): string {
@@ -58,6 +59,20 @@ export class Terminal {
     this.tmux.run('send-keys', '-t', this.name, ...keys);
   }
 
+  /** Types `text` as it is (no key names). */
+  type(text: string): void {
+    this.tmux.run('send-keys', '-t', this.name, '-l', text);
+  }
+
+  resize(cols: number, rows: number): void {
+    this.tmux.run('resize-window', '-t', this.name, '-x', String(cols), '-y', String(rows));
+  }
+
+  /** Fails with the screen in the message when `check` does not hold for it. */
+  expect(screen: string, what: string, check: (screen: string) => boolean): void {
+    if (!check(screen)) throw new Error(`${what}: not so; the screen was:\n${screen}`);
+  }
+
   /** The pid of the podwire the session runs: the child of its shell whose command line names the CLI. */
   podwirePid(): number | null {
     const shell = this.tmux.run('display-message', '-p', '-t', this.name, '#{pane_pid}').trim();
@@ -74,7 +89,11 @@ export class Terminal {
     return null;
   }
 
-  /** Waits until the screen passes `check` and has stopped changing; on timeout, fails with the screen. */
+  /**
+   * Waits until the screen passes `check` and has stopped changing (two captures 100 ms apart alike: tmux shows
+   * a redraw as it arrives, so a title can be new while the pane below it is not yet); on timeout, fails with what
+   * the screen showed.
+   */
   async until(
     what: string,
     check: (screen: string) => boolean,
