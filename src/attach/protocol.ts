@@ -1,6 +1,5 @@
 // What the daemon and `podwire attach` agree on: where the sockets are, their names, and the line that opens a stream.
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { installFile } from '../install.js';
 
@@ -36,11 +35,6 @@ export interface AttachHello {
   backlog: { records: number; statuses: number };
   /** A viewer whose unsent lines pass this many bytes (the backlog aside) is disconnected. */
   maxUnsentBytes: number;
-}
-
-/** The node's name as Kubernetes knows it, as the OpenTelemetry resource says it (src/otel/telemetry.ts). */
-export function attachNodeName(): string {
-  return process.env.PODWIRE_NODE_NAME?.trim() || process.env.NODE_NAME?.trim() || hostname();
 }
 
 /** podwire's version from its package.json (the image has it beside dist/), or null. */

@@ -1,19 +1,14 @@
 // The daemon's side of `podwire attach`: a sink that streams what `--json` writes to viewers on a local unix socket,
 // at no cost to tracing: each line is made once for all viewers, and a viewer that falls behind is let go.
+
 import { chmodSync, lstatSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { HandshakeRecord } from '../correlate/record.js';
 import { type StatusEvent, status } from '../events.js';
+import { nodeName } from '../node-name.js';
 import { recordText, type Sink } from '../sinks/ndjson.js';
-import {
-  type AttachHello,
-  attachDir,
-  attachNodeName,
-  podwireVersion,
-  socketName,
-  socketPath,
-} from './protocol.js';
+import { type AttachHello, attachDir, podwireVersion, socketName, socketPath } from './protocol.js';
 
 export interface AttachServerOptions {
   /** Default /run/podwire. */
@@ -259,7 +254,7 @@ export class AttachServer implements Sink {
     const hello: AttachHello = {
       kind: 'attach',
       pid: process.pid,
-      node: attachNodeName(),
+      node: nodeName(),
       version: podwireVersion(),
       started: this.started,
       socket: this.path,

@@ -1,4 +1,5 @@
 // `podwire trace` and `podwire replay`: the tracer from the command line.
+
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -9,6 +10,7 @@ import { nodeRoot } from '../binaries/discover.js';
 import type { HandshakeRecord } from '../correlate/record.js';
 import { cannotTraceMessage } from '../doctor/container.js';
 import type { StatusEvent } from '../events.js';
+import { nodeName } from '../node-name.js';
 import type { Telemetry } from '../otel/telemetry.js';
 import { niceEveryThread } from '../priority.js';
 import { defaultPollMs } from '../probes/runner.js';
@@ -274,7 +276,7 @@ export function registerTrace(program: Command): void {
         if (options.attachSocket) await serveAttach(sinks, exportState);
         const tui = timeline
           ? (await import('../tui/index.js')).startTui({
-              header: { node: hostname(), source: 'live', exportState },
+              header: { node: nodeName(), source: 'live', exportState },
             })
           : null;
         if (tui) timeline?.to(tui.sink);

@@ -1,6 +1,6 @@
 // One OpenTelemetry SDK per podwire process: traces to an OTLP collector and/or metrics for Prometheus, as asked.
+
 import { createServer, type Server } from 'node:http';
-import { hostname } from 'node:os';
 import { type Meter, metrics, type Tracer, trace } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import {
@@ -12,6 +12,7 @@ import {
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { AlwaysOnSampler, type IdGenerator } from '@opentelemetry/sdk-trace';
 import { type StatusEvent, status } from '../events.js';
+import { nodeName } from '../node-name.js';
 import { type OtlpDestination, otlpDestination, protocolFromEnv } from './destination.js';
 import { type DropReason, dropReasons, type ExportCounters, noDrops } from './drops.js';
 import { ExportQueue, type ExportQueueOptions, exportQueueOptionsFromEnv } from './export-queue.js';
@@ -59,11 +60,6 @@ export interface Telemetry {
   setReady(ready: boolean, why: string): void;
   /** Flushes what is queued (bounded) and stops the exporters and the metrics server. */
   shutdown(): Promise<void>;
-}
-
-/** The node's name as Kubernetes knows it: the DaemonSet passes spec.nodeName as NODE_NAME; else the host name. */
-export function nodeName(): string {
-  return process.env.PODWIRE_NODE_NAME?.trim() || process.env.NODE_NAME?.trim() || hostname();
 }
 
 /** `--metrics [HOST:]PORT`: a bare port binds 127.0.0.1, so that the metrics are not on the network unless asked. */
