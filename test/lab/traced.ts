@@ -17,6 +17,7 @@ import {
   deletePods as deleteLabPods,
 } from '../../src/lab/pods.js';
 import { bridgeHandshakeSteps } from '../correlate/recordings.js';
+import { until } from '../until.js';
 import { podwire } from './node.js';
 
 /** What `podwire lab pods create --json` prints. */
@@ -145,6 +146,19 @@ export async function endTracedLab(
   name: string,
 ): Promise<void> {
   await trace?.stop();
+  // Its janitor removes its uprobe events after it exits (seconds for a few hundred): the next test file, and the
+  // machine after the last, start clean.
+  let leftBehind: unknown = null;
+  if (trace) {
+    const group = `podwire_${trace.pid}_`;
+    await until(
+      `the janitor of podwire ${trace.pid} to remove its uprobe events`,
+      () => !readFileSync('/sys/kernel/tracing/uprobe_events', 'utf8').includes(group),
+      30_000,
+    ).catch((error: unknown) => {
+      leftBehind = error;
+    });
+  }
   const down = await podwire('lab', 'down');
   mkdirSync('.cache', { recursive: true });
   if (existsSync(recording)) copyFileSync(recording, `.cache/${name}-recording.ndjson`);
@@ -154,6 +168,7 @@ export async function endTracedLab(
   );
   // A lab left up would fail the next test file's start, blaming it.
   if (down.code !== 0) throw new Error(`podwire lab down failed: ${down.stderr.trim()}`);
+  if (leftBehind) throw leftBehind;
 }
 
 /** One more pod on the lab, and the handshake the tracer gives for it. */
