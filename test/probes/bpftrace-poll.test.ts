@@ -96,7 +96,8 @@ describe.skipIf(why !== '')(`bpftrace-poll.so${why ? ` (skipped: ${why})` : ''}`
     const sent = Date.now();
     events(1, 0);
     await until('the event', () => marked(lines) === 1, 5_000);
-    expect(Date.now() - sent).toBeLessThan(defaultPollMs + idlePollMs + 200);
+    // 600 ms of room for a busy machine's scheduling: a reader woken only at bpftrace's exit would take seconds.
+    expect(Date.now() - sent).toBeLessThan(defaultPollMs + idlePollMs + 600);
   });
 
   it('stops on a SIGINT that comes while it prints a stream of events, every time (bpftrace 0.17 alone looks for it only in epoll_wait)', {
@@ -146,7 +147,7 @@ describe.skipIf(why !== '')(`bpftrace-poll.so${why ? ` (skipped: ${why})` : ''}`
     events(1500, 0);
     const stopping = Date.now();
     await runner.stop();
-    expect(Date.now() - stopping).toBeLessThan(4_000);
+    expect(Date.now() - stopping).toBeLessThan(8_000);
     expect(marked(lines)).toBe(1500);
   });
   it('stopped with thirty probes to let go of, which its threads close at once, bpftrace runs END and exits 0 by itself', {
