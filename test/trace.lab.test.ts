@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord, PhaseRecord } from '../src/correlate/record.js';
+import { labPaths } from '../src/lab/paths.js';
 import { defaultPollMs } from '../src/probes/runner.js';
 import { requireSid, sidContainerd } from './binaries/sid.js';
 import { bridgeHandshakeSteps } from './correlate/recordings.js';
@@ -111,9 +112,12 @@ describe.skipIf(!isRoot)(
         | { message: string; mode: string; plugins: string[] }
         | undefined;
       expect(where?.mode, where?.message).toBe('uprobes');
-      expect(where?.plugins).toEqual(
-        expect.arrayContaining(['/usr/lib/cni/bridge', '/usr/lib/cni/loopback']),
-      );
+      // Only the plugins the lab's network config names, and loopback: not every file in the bin dirs.
+      expect(where?.plugins).toEqual([
+        '/usr/lib/cni/bridge',
+        '/usr/lib/cni/host-local',
+        '/usr/lib/cni/loopback',
+      ]);
     });
 
     it('gives exactly one handshake per pod for 10 pods created 5 at a time, agreeing with CRI and ip', async () => {
@@ -216,6 +220,11 @@ describe.skipIf(!isRoot)(
         }[];
       const seen = statuses().length;
       writeFileSync(join(plugins, 'shell-plugin'), '#!/bin/sh\necho "{}"\n', { mode: 0o755 });
+      // podwire probes the plugins a network config names: a config after the lab's (containerd loads the first).
+      writeFileSync(
+        join(labPaths().cniConfDir, '99-shell.conf'),
+        JSON.stringify({ cniVersion: '1.0.0', name: 'shell', type: 'shell-plugin' }),
+      );
       await trace.waitFor(
         'a plugins-changed status and the kernel probes attached again',
         () => {
