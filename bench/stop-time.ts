@@ -110,7 +110,7 @@ async function main(): Promise<void> {
   for (const [name, stops] of results) {
     const exit = stops.map((s) => s.exitMs);
     console.log(
-      `${name}: exit median ${seconds(median(exit))}, max ${seconds(Math.max(...exit))}; tracefs clean median ${seconds(median(stops.map((s) => s.tracefsMs)))}; no process left median ${seconds(median(stops.map((s) => s.processesMs)))}; exit codes ${[...new Set(stops.map((s) => s.code))].join(',')}`,
+      `${name}: exit median ${seconds(median(exit))}, max ${seconds(Math.max(...exit))}; tracefs clean median ${seconds(median(stops.map((s) => s.tracefsMs)))}; no process left median ${seconds(median(stops.map((s) => s.processesMs)))}; exit codes ${[...new Set(stops.map((s) => s.code ?? 'killed'))].join(',')}`,
     );
   }
   const newExit = median((results.get('new') ?? []).map((s) => s.exitMs)) / 1000;
