@@ -1,5 +1,6 @@
 // `podwire trace`: runs the probes on this node and sends every handshake and teardown to the sinks.
 import { existsSync, type FSWatcher, watch } from 'node:fs';
+import { basename } from 'node:path';
 import { choosePlugins, type PluginChoice } from './binaries/cni-config.js';
 import { nodeRoot } from './binaries/discover.js';
 import {
@@ -224,8 +225,12 @@ export class Tracer {
       this.choosePlugins(),
     );
     this.plugins = plugins;
-    // Plugins outside these run unprobed: their records must not be ok (recorded, for a replay to judge the same).
-    const probedPlugins = plugins.mode === 'uprobes' ? plugins.types : null;
+    // Plugins outside these (not named by the configs, or installed since) run unprobed: their records must not be
+    // ok. Recorded, for a replay to judge the same. At the syscalls every plugin's I/O is seen.
+    const probedPlugins =
+      plugins.mode === 'uprobes'
+        ? [...new Set(plugins.plugins.map((p) => basename(p.path)))]
+        : null;
     this.pipeline.setProbedPlugins(probedPlugins);
     this.recording?.write({ probedPlugins });
     const probed = plugins.plugins.filter((p) =>
