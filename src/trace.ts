@@ -1,5 +1,5 @@
 // `podwire trace`: runs the probes on this node and sends every handshake and teardown to the sinks.
-import { existsSync, type FSWatcher, watch } from 'node:fs';
+import { existsSync, type FSWatcher, statSync, watch } from 'node:fs';
 import { basename } from 'node:path';
 import { choosePlugins, type PluginChoice } from './binaries/cni-config.js';
 import { nodeRoot } from './binaries/discover.js';
@@ -78,8 +78,9 @@ export class Tracer {
   private everAttached = new WeakSet<ProbeSource>();
   private plugins: PluginSurvey | null = null;
   /** The CNI conf dirs watched (see watchConfDirs), and a recheck waiting for a burst of changes to end. */
-  private confWatchers = new Map<string, FSWatcher>();
+  private confWatchers = new Map<string, { watcher: FSWatcher; identity: string }>();
   private confChanged: NodeJS.Timeout | null = null;
+  private lastChoice: PluginChoice | null = null;
   readonly clockOffsetNs = monotonicToRealtimeOffset();
   /** Where podwire reaches the node's files: '' on the node, a /proc/<pid>/root in a pod. */
   private readonly nodeRoot: string;
@@ -212,7 +213,11 @@ export class Tracer {
 
   /** Which plugins the node's runtimes can run, from their CNI configs (cni-config.ts); every plugin when unsure. */
   private choosePlugins(): PluginChoice {
-    const choice = choosePlugins(this.options.runtimeBinaries);
+    let choice = choosePlugins(this.options.runtimeBinaries);
+    // A containerd stopped or restarting runs no plugin meanwhile, and the same configs once back: the last choice
+    // stands, rather than two reloads of the kernel program (seconds blind each) for one restart.
+    if ('all' in choice && choice.noRuntime && this.lastChoice) choice = this.lastChoice;
+    this.lastChoice = choice;
     this.watchConfDirs(choice.confDirs);
     return choice;
   }
@@ -281,13 +286,15 @@ export class Tracer {
    * up to 10 s later. A dir not there yet is caught by the 10 s recheck.
    */
   private watchConfDirs(dirs: string[]): void {
-    for (const [dir, watcher] of this.confWatchers) {
-      if (dirs.includes(dir)) continue;
+    // A dir removed and made again (a reinstall) is another inode, which the old watch does not see.
+    for (const [dir, { watcher, identity }] of this.confWatchers) {
+      if (dirs.includes(dir) && inodeOf(dir) === identity) continue;
       watcher.close();
       this.confWatchers.delete(dir);
     }
     for (const dir of dirs) {
       if (this.confWatchers.has(dir)) continue;
+      const identity = inodeOf(dir);
       try {
         const watcher = watch(dir, () => {
           // One save is several events (create, write, rename): one recheck once they stop.
@@ -301,7 +308,7 @@ export class Tracer {
           watcher.close();
           this.confWatchers.delete(dir);
         });
-        this.confWatchers.set(dir, watcher);
+        this.confWatchers.set(dir, { watcher, identity });
       } catch {
         // Not there (yet): the recheck every 10 s reads it.
       }
@@ -518,7 +525,7 @@ export class Tracer {
     this.stopPolling?.();
     if (this.rescanTimer) clearInterval(this.rescanTimer);
     if (this.confChanged) clearTimeout(this.confChanged);
-    for (const watcher of this.confWatchers.values()) watcher.close();
+    for (const { watcher } of this.confWatchers.values()) watcher.close();
     this.confWatchers.clear();
     const pipeline = this.pipeline as Pipeline | undefined;
     if (pipeline) {
@@ -546,6 +553,16 @@ export class Tracer {
       process.stderr.write(
         `podwire: the janitor did not finish within ${janitorWaitMs / 1000} s: the next podwire removes what it left in ${tracefs}\n`,
       );
+  }
+}
+
+/** A directory's device and inode ('' when it is not there): its mtime changes with every file, these do not. */
+function inodeOf(dir: string): string {
+  try {
+    const stat = statSync(dir);
+    return `${stat.dev}:${stat.ino}`;
+  } catch {
+    return '';
   }
 }
 

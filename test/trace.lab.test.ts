@@ -242,6 +242,22 @@ describe.skipIf(!isRoot)(
       expect(record.outcome).toBe('ok');
       for (const name of required) expect(phase(record, name), name).toBeDefined();
       expect((await podwire('lab', 'pods', 'delete', '--all')).code).toBe(0);
+      // The config gone, the plugin is no longer probed: the lab's own plugins, in their own code again.
+      const before = statuses().length;
+      rmSync(join(labPaths().cniConfDir, '99-shell.conf'));
+      await trace.waitFor(
+        'the kernel probes attached again without shell-plugin',
+        () =>
+          statuses()
+            .slice(before)
+            .some((s) => s.state === 'probe-restarted'),
+        40_000,
+      );
+      expect(
+        statuses()
+          .slice(before)
+          .find((s) => s.state === 'plugin-probes')?.mode,
+      ).toBe('uprobes');
     });
 
     it('reports the pod that gets no address as failed, naming the plugin and its message, the others ok', async () => {

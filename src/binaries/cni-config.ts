@@ -291,7 +291,11 @@ export function pluginTypesOf(text: string, file: string): string[] | string {
 }
 
 /** What to probe: the plugins of these types, or every plugin, and why. */
-export type PluginChoice = ({ types: string[]; configs: string[] } | { all: string }) & {
+export type PluginChoice = (
+  | { types: string[]; configs: string[] }
+  /** noRuntime: no containerd runs (stopped, restarting), which says nothing of what it runs once back. */
+  | { all: string; noRuntime?: boolean }
+) & {
   /** The conf dirs read (or to read), as podwire opens them: watched, so that a new network is probed in time. */
   confDirs: string[];
 };
@@ -372,6 +376,7 @@ export function choosePlugins(binaries: string[], processes?: RuntimeProcess[]):
         binaries.length === 0
           ? 'no containerd runs, so its CNI configs cannot be read'
           : `no containerd runs from ${binaries.join(', ')}, so its CNI configs cannot be read`,
+      noRuntime: true,
       confDirs: [],
     };
   const types = new Set<string>();

@@ -1,7 +1,7 @@
 // Which CNI plugins podwire probes: the types the runtime's network configs name, read from containerd's config.
 // The configs are the real ones: the lab's (src/lab/config.ts), containerd's own `config default` of 1.6 (Debian)
 // and 2.x (Debian sid), Debian's /etc/containerd/config.toml. Corner cases are small hand-written ones, said so.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -219,9 +219,38 @@ describe('hand-written corner cases', () => {
     );
   });
 
+  it("reads a running process's --config from /proc/<pid>/cmdline, and its conf dir (a node stand-in for containerd)", async () => {
+    const dir = join(scratch, 'running');
+    const confDir = join(dir, 'net.d');
+    mkdirSync(confDir, { recursive: true });
+    writeFileSync(
+      join(dir, 'c.toml'),
+      `version = 2\n[plugins."io.containerd.grpc.v1.cri".cni]\nconf_dir = "${confDir}"\n`,
+    );
+    writeFileSync(join(confDir, '10-lab.conflist'), labConflist);
+    const child = spawn(process.execPath, [
+      '-e',
+      'setTimeout(() => {}, 30000)',
+      '--',
+      '--config',
+      join(dir, 'c.toml'),
+    ]);
+    try {
+      await new Promise((resolve) => child.once('spawn', resolve));
+      expect(choosePlugins([], [{ pid: child.pid as number, binary: 'stand-in' }])).toEqual({
+        types: ['bridge', 'host-local', 'loopback'],
+        configs: [join(confDir, '10-lab.conflist')],
+        confDirs: [confDir],
+      });
+    } finally {
+      child.kill();
+    }
+  });
+
   it('probes every plugin when no containerd runs from the binaries named', () => {
     expect(choosePlugins(['/nowhere/containerd'], [])).toEqual({
       all: 'no containerd runs from /nowhere/containerd, so its CNI configs cannot be read',
+      noRuntime: true,
       confDirs: [],
     });
   });
