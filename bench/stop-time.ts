@@ -1,6 +1,8 @@
-// How long `podwire trace` takes to let go: from SIGINT or SIGTERM to its exit, to nothing of it left in tracefs
-// (uprobe events, trace instances), and to none of the processes it started still running. RUNS runs each,
-// SIGINT and SIGTERM in turn; OLD_ROOT (another built checkout) is run in the same loop, interleaved, to compare.
+// How long `podwire trace` takes to let go: from SIGINT, SIGTERM or SIGKILL to its exit, to nothing of it left in
+// tracefs (uprobe events, trace instances), to its bpftrace gone, and to none of the processes it started still
+// running. RUNS runs, the SIGNALS (SIGINT,SIGTERM) in turn; OLD_ROOT (another built checkout) is run in the same
+// loop, interleaved, to compare.
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { median } from './median.js';
@@ -16,10 +18,12 @@ import {
 
 const runs = Number(process.env.RUNS ?? 10);
 const targetSeconds = 2;
+const signals = (process.env.SIGNALS ?? 'SIGINT,SIGTERM').split(',') as NodeJS.Signals[];
 
 interface Stop {
   exitMs: number;
   tracefsMs: number;
+  bpftraceMs: number;
   processesMs: number;
   code: number | null;
 }
@@ -38,6 +42,13 @@ async function oneStop(root: string, args: string[], signal: NodeJS.Signals): Pr
   await sleep(1000);
   // What it started: bpftrace, its trace_pipe readers, its janitor, its stdout watcher.
   const started = childrenOf(trace.pid);
+  const bpftrace = started.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'bpftrace';
+    } catch {
+      return false;
+    }
+  });
   const exited = new Promise<number | null>((resolve) =>
     trace.child.once('exit', (code) => resolve(code)),
   );
@@ -46,14 +57,15 @@ async function oneStop(root: string, args: string[], signal: NodeJS.Signals): Pr
   const code = await exited;
   const exitMs = performance.now() - since;
   // Polled together: each figure is from the signal.
-  const [tracefsMs, processesMs] = await Promise.all([
+  const [tracefsMs, bpftraceMs, processesMs] = await Promise.all([
     until(() => {
       const left = inTracefs(trace.pid);
       return left.events === 0 && left.instances === 0;
     }, since),
+    until(() => alive(bpftrace).length === 0, since),
     until(() => alive(started).length === 0, since),
   ]);
-  return { exitMs, tracefsMs, processesMs, code };
+  return { exitMs, tracefsMs, bpftraceMs, processesMs, code };
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
@@ -77,19 +89,28 @@ async function main(): Promise<void> {
   );
   const results = new Map<string, Stop[]>(roots.map(([name]) => [name, []]));
   for (let run = 1; run <= runs; run++) {
-    const signal: NodeJS.Signals = run % 2 === 1 ? 'SIGINT' : 'SIGTERM';
+    const signal = signals[(run - 1) % signals.length] as NodeJS.Signals;
     for (const [name, dir] of roots) {
       const stop = await oneStop(dir, args, signal);
       results.get(name)?.push(stop);
       console.log(
-        `run ${run} ${name} ${signal}: exit ${seconds(stop.exitMs)} (code ${stop.code}), tracefs clean ${seconds(stop.tracefsMs)}, no process left ${seconds(stop.processesMs)}`,
+        `run ${run} ${name} ${signal}: exit ${seconds(stop.exitMs)} (code ${stop.code}), tracefs clean ${seconds(stop.tracefsMs)}, bpftrace gone ${seconds(stop.bpftraceMs)}, no process left ${seconds(stop.processesMs)}`,
+      );
+    }
+  }
+  for (const signal of signals) {
+    for (const [name, stops] of results) {
+      const these = stops.filter((_, index) => signals[index % signals.length] === signal);
+      const gone = these.map((s) => s.bpftraceMs);
+      console.log(
+        `${name} ${signal}: tracefs clean median ${seconds(median(these.map((s) => s.tracefsMs)))}, max ${seconds(Math.max(...these.map((s) => s.tracefsMs)))}; bpftrace gone median ${seconds(median(gone))}, max ${seconds(Math.max(...gone))}`,
       );
     }
   }
   for (const [name, stops] of results) {
     const exit = stops.map((s) => s.exitMs);
     console.log(
-      `${name}: exit median ${seconds(median(exit))}, max ${seconds(Math.max(...exit))}; tracefs clean median ${seconds(median(stops.map((s) => s.tracefsMs)))}; no process left median ${seconds(median(stops.map((s) => s.processesMs)))}; exit codes ${[...new Set(stops.map((s) => s.code))].join(',')}`,
+      `${name}: exit median ${seconds(median(exit))}, max ${seconds(Math.max(...exit))}; tracefs clean median ${seconds(median(stops.map((s) => s.tracefsMs)))}; no process left median ${seconds(median(stops.map((s) => s.processesMs)))}; exit codes ${[...new Set(stops.map((s) => s.code ?? 'killed'))].join(',')}`,
     );
   }
   const newExit = median((results.get('new') ?? []).map((s) => s.exitMs)) / 1000;

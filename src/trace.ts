@@ -1,5 +1,7 @@
 // `podwire trace`: runs the probes on this node and sends every handshake and teardown to the sinks.
-import { existsSync } from 'node:fs';
+import { existsSync, type FSWatcher, statSync, watch } from 'node:fs';
+import { basename } from 'node:path';
+import { choosePlugins, type PluginChoice } from './binaries/cni-config.js';
 import { nodeRoot } from './binaries/discover.js';
 import {
   fileIdentity,
@@ -75,6 +77,10 @@ export class Tracer {
   /** The sources that have attached at least once. */
   private everAttached = new WeakSet<ProbeSource>();
   private plugins: PluginSurvey | null = null;
+  /** The CNI conf dirs watched (see watchConfDirs), and a recheck waiting for a burst of changes to end. */
+  private confWatchers = new Map<string, { watcher: FSWatcher; identity: string }>();
+  private confChanged: NodeJS.Timeout | null = null;
+  private lastChoice: PluginChoice | null = null;
   readonly clockOffsetNs = monotonicToRealtimeOffset();
   /** Where podwire reaches the node's files: '' on the node, a /proc/<pid>/root in a pod. */
   private readonly nodeRoot: string;
@@ -205,19 +211,47 @@ export class Tracer {
     return this.options.cniBinDirs.map((dir) => `${this.nodeRoot}${dir}`);
   }
 
+  /** Which plugins the node's runtimes can run, from their CNI configs (cni-config.ts); every plugin when unsure. */
+  private choosePlugins(): PluginChoice {
+    let choice = choosePlugins(this.options.runtimeBinaries);
+    // A containerd stopped or restarting runs no plugin meanwhile, and the same configs once back: the last choice
+    // stands, rather than two reloads of the kernel program (seconds blind each) for one restart.
+    if ('all' in choice && choice.noRuntime && this.lastChoice) choice = this.lastChoice;
+    this.lastChoice = choice;
+    this.watchConfDirs(choice.confDirs);
+    return choice;
+  }
+
   /** Looks at the CNI plugins and says where their I/O will be probed, and why not in their own code if not. */
   private surveyPlugins(): string {
-    const plugins = surveyPlugins(this.pluginDirs(), this.options.pluginProbes === 'syscalls');
+    const plugins = surveyPlugins(
+      this.pluginDirs(),
+      this.options.pluginProbes === 'syscalls',
+      this.choosePlugins(),
+    );
     this.plugins = plugins;
+    // Plugins outside these (not named by the configs, or installed since) run unprobed: their records must not be
+    // ok. Recorded, for a replay to judge the same. At the syscalls every plugin's I/O is seen.
+    const probedPlugins =
+      plugins.mode === 'uprobes'
+        ? [...new Set(plugins.plugins.map((p) => basename(p.path)))]
+        : null;
+    this.pipeline.setProbedPlugins(probedPlugins);
+    this.recording?.write({ probedPlugins });
     const probed = plugins.plugins.filter((p) =>
       Object.values(p.offsets).some((o) => o.length > 0),
     );
+    const which = plugins.types
+      ? { types: plugins.types }
+      : plugins.allBecause
+        ? { allBecause: plugins.allBecause }
+        : {};
     if (plugins.plugins.length === 0) {
       this.emit(
         status(
           'plugin-probes',
           `no CNI plugins in ${this.options.cniBinDirs.join(', ') || '(no CNI bin dir)'}: plugin execs, netlink and stdout are not seen until one is installed there (or pass --cni-bin-dir DIR)`,
-          { mode: plugins.mode, plugins: [] },
+          { mode: plugins.mode, plugins: [], ...which },
         ),
       );
     } else if (plugins.mode === 'syscalls') {
@@ -225,15 +259,18 @@ export class Tracer {
         status(
           'plugin-probes',
           `CNI plugins' netlink and stdout are probed at the system-wide syscalls, which costs every process on the node a little: ${plugins.reasons.slice(0, 3).join('; ')}${plugins.reasons.length > 3 ? `; and ${plugins.reasons.length - 3} more` : ''}`,
-          { mode: plugins.mode, reasons: plugins.reasons },
+          { mode: plugins.mode, reasons: plugins.reasons, ...which },
         ),
       );
     } else {
+      const chosen = plugins.types
+        ? `the ${probed.length} plugins the node's CNI configs can run (${plugins.types.join(', ')})`
+        : `all ${probed.length} plugins in the CNI bin dirs, since ${plugins.allBecause ?? 'no runtime config was read'}`;
       this.emit(
         status(
           'plugin-probes',
-          `CNI plugins' netlink and stdout are probed in their own code: ${probed.length} of ${plugins.plugins.length} plugins`,
-          { mode: plugins.mode, plugins: probed.map((p) => p.path) },
+          `CNI plugins' netlink and stdout are probed in their own code: ${chosen}`,
+          { mode: plugins.mode, plugins: probed.map((p) => p.path), ...which },
         ),
       );
     }
@@ -244,15 +281,55 @@ export class Tracer {
     });
   }
 
-  /** A plugin installed, replaced or removed: its uprobes belong to the old file, so the program is made again. */
+  /**
+   * Watches the CNI conf dirs: a network added just before a pod is probed when the pod's plugins run, instead of
+   * up to 10 s later. A dir not there yet is caught by the 10 s recheck.
+   */
+  private watchConfDirs(dirs: string[]): void {
+    // A dir removed and made again (a reinstall) is another inode, which the old watch does not see.
+    for (const [dir, { watcher, identity }] of this.confWatchers) {
+      if (dirs.includes(dir) && inodeOf(dir) === identity) continue;
+      watcher.close();
+      this.confWatchers.delete(dir);
+    }
+    for (const dir of dirs) {
+      if (this.confWatchers.has(dir)) continue;
+      const identity = inodeOf(dir);
+      try {
+        const watcher = watch(dir, () => {
+          // One save is several events (create, write, rename): one recheck once they stop.
+          if (this.confChanged) clearTimeout(this.confChanged);
+          this.confChanged = setTimeout(() => {
+            this.confChanged = null;
+            this.recheckPlugins();
+          }, 50);
+        });
+        watcher.on('error', () => {
+          watcher.close();
+          this.confWatchers.delete(dir);
+        });
+        this.confWatchers.set(dir, { watcher, identity });
+      } catch {
+        // Not there (yet): the recheck every 10 s reads it.
+      }
+    }
+  }
+
+  /**
+   * A plugin installed, replaced or removed, or a network config naming other plugins: uprobes belong to the old
+   * files, and the plugins to probe are others, so the program is made again.
+   */
   private recheckPlugins(): void {
-    if (!this.plugins || pluginFingerprint(this.pluginDirs()) === this.plugins.fingerprint) return;
+    if (!this.plugins || !this.kernel) return;
+    if (pluginFingerprint(this.pluginDirs(), this.choosePlugins()) === this.plugins.fingerprint)
+      return;
     const kernel = this.kernel;
-    if (!kernel) return;
     this.emit(
-      status('plugins-changed', 'CNI plugins changed on disk: attaching the kernel probes again', {
-        source: 'kernel',
-      }),
+      status(
+        'plugins-changed',
+        'CNI plugins, or the plugins the CNI configs name, changed: attaching the kernel probes again',
+        { source: 'kernel' },
+      ),
     );
     this.attached.delete(kernel.name);
     this.probeState(kernel.name, 'down');
@@ -447,6 +524,9 @@ export class Tracer {
   async stop(): Promise<void> {
     this.stopPolling?.();
     if (this.rescanTimer) clearInterval(this.rescanTimer);
+    if (this.confChanged) clearTimeout(this.confChanged);
+    for (const { watcher } of this.confWatchers.values()) watcher.close();
+    this.confWatchers.clear();
     const pipeline = this.pipeline as Pipeline | undefined;
     if (pipeline) {
       // One last round of ticks, so that what came before the stop is confirmed and judged whole (at most 1 s).
@@ -473,6 +553,16 @@ export class Tracer {
       process.stderr.write(
         `podwire: the janitor did not finish within ${janitorWaitMs / 1000} s: the next podwire removes what it left in ${tracefs}\n`,
       );
+  }
+}
+
+/** A directory's device and inode ('' when it is not there): its mtime changes with every file, these do not. */
+function inodeOf(dir: string): string {
+  try {
+    const stat = statSync(dir);
+    return `${stat.dev}:${stat.ino}`;
+  } catch {
+    return '';
   }
 }
 

@@ -220,11 +220,12 @@ describe.skipIf(!isRoot)(
       process.kill(trace.pid, 'SIGKILL');
       await trace.exitCode;
       // Polled together, so that each figure is from the kill. bpftrace detaches its probes itself (tied to the
-      // daemon: SIGTERM), a few at once (bpftrace-poll.so), but the kernel serialises that work with the janitor's
-      // under one lock: about 5 s for both together here, so bpftrace's bound is not yet 5 s (docs/architecture.md).
+      // daemon: SIGTERM), two at once (bpftrace-poll.so), and the kernel serialises that work with the janitor's
+      // under one lock; with only the plugins the lab's network names probed, both end in about 3.4 s here
+      // (docs/architecture.md, bench/README.md stop-time).
       const [tracefsMs, bpftraceMs] = await Promise.all([
         within('tracefs clean after kill -9', 5_000, () => inTracefs(trace.pid).length === 0),
-        within('bpftrace gone after kill -9', 15_000, () => running(bpftrace).length === 0),
+        within('bpftrace gone after kill -9', 5_000, () => running(bpftrace).length === 0),
       ]);
       await within(
         'every process it started gone',

@@ -113,9 +113,12 @@ describe.skipIf(!isRoot)(
         | { message: string; mode: string; plugins: string[] }
         | undefined;
       expect(where?.mode, where?.message).toBe('uprobes');
-      expect(where?.plugins).toEqual(
-        expect.arrayContaining(['/usr/lib/cni/bridge', '/usr/lib/cni/loopback']),
-      );
+      // Only the plugins the lab's network config names, and loopback: not every file in the bin dirs.
+      expect(where?.plugins).toEqual([
+        '/usr/lib/cni/bridge',
+        '/usr/lib/cni/host-local',
+        '/usr/lib/cni/loopback',
+      ]);
     });
 
     it('gives exactly one handshake per pod for 10 pods created 5 at a time, agreeing with CRI and ip', async () => {
@@ -218,6 +221,11 @@ describe.skipIf(!isRoot)(
         }[];
       const seen = statuses().length;
       writeFileSync(join(plugins, 'shell-plugin'), '#!/bin/sh\necho "{}"\n', { mode: 0o755 });
+      // podwire probes the plugins a network config names: a config after the lab's (containerd loads the first).
+      writeFileSync(
+        join(labPaths().cniConfDir, '99-shell.conf'),
+        JSON.stringify({ cniVersion: '1.0.0', name: 'shell', type: 'shell-plugin' }),
+      );
       await trace.waitFor(
         'a plugins-changed status and the kernel probes attached again',
         () => {
@@ -235,6 +243,22 @@ describe.skipIf(!isRoot)(
       expect(record.outcome).toBe('ok');
       for (const name of required) expect(phase(record, name), name).toBeDefined();
       expect((await podwire('lab', 'pods', 'delete', '--all')).code).toBe(0);
+      // The config gone, the plugin is no longer probed: the lab's own plugins, in their own code again.
+      const before = statuses().length;
+      rmSync(join(labPaths().cniConfDir, '99-shell.conf'));
+      await trace.waitFor(
+        'the kernel probes attached again without shell-plugin',
+        () =>
+          statuses()
+            .slice(before)
+            .some((s) => s.state === 'probe-restarted'),
+        40_000,
+      );
+      expect(
+        statuses()
+          .slice(before)
+          .find((s) => s.state === 'plugin-probes')?.mode,
+      ).toBe('uprobes');
     });
 
     it('reports the pod that gets no address as failed, naming the plugin and its message, the others ok', async () => {

@@ -1,7 +1,8 @@
 // Where to put uprobes in the CNI plugins' own binaries, to see their netlink and stdout without syscall tracepoints.
 // A probe on a system-wide syscall tracepoint costs every process on the node that makes the call (bench/README.md).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import type { PluginChoice } from './cni-config.js';
 import {
   type ElfImage,
   findSymbol,
@@ -151,7 +152,17 @@ export interface PluginSurvey {
   mode: 'uprobes' | 'syscalls';
   /** The plugins that forced `syscalls`, as "path: why". */
   reasons: string[];
-  /** path, inode, size and mtime of every plugin: changes when a plugin is installed, replaced or removed. */
+  /**
+   * The plugin types the node's CNI configs name, when only those are probed (null: every plugin in the dirs); see
+   * choosePlugins in cni-config.ts.
+   */
+  types: string[] | null;
+  /** Why every plugin is probed rather than the ones the configs name (null when only those are). */
+  allBecause: string | null;
+  /**
+   * The choice, then path, inode, size and mtime of every plugin probed: changes when a plugin is installed,
+   * replaced or removed, or when the configs name other types.
+   */
   fingerprint: string;
 }
 
@@ -189,21 +200,66 @@ export function fileIdentity(path: string): string {
   }
 }
 
-const fingerprintOf = (files: string[]) =>
-  files.map((path) => `${path}:${fileIdentity(path)}`).join('\n');
+const fingerprintOf = (files: string[], chosen: Chosen) =>
+  [JSON.stringify(chosen), ...files.map((path) => `${path}:${fileIdentity(path)}`)].join('\n');
 
-/** Cheap: stats only. Compared every few seconds to see plugins come and go. */
-export function pluginFingerprint(dirs: string[]): string {
-  return fingerprintOf(dirs.flatMap(pluginFiles));
+interface Chosen {
+  files: string[];
+  types: string[] | null;
+  allBecause: string | null;
 }
 
-export function surveyPlugins(dirs: string[], forceSyscalls = false): PluginSurvey {
+/**
+ * The plugin files to probe: those the choice names, by file name, in every dir (a superset of the one the runtime
+ * finds first); every plugin when there is no choice, when it says why not, or when it names a type not found.
+ */
+function chosenFiles(dirs: string[], choice: PluginChoice | undefined): Chosen {
   const files = dirs.flatMap(pluginFiles);
-  const fingerprint = fingerprintOf(files);
+  if (!choice) return { files, types: null, allBecause: null };
+  if ('all' in choice) return { files, types: null, allBecause: choice.all };
+  const missing = choice.types.filter((type) => !files.some((file) => basename(file) === type));
+  if (missing.length > 0)
+    return {
+      files,
+      types: null,
+      allBecause: `the CNI configs name ${missing.join(', ')}, not found in the CNI bin dirs podwire watches`,
+    };
+  return {
+    files: files.filter((file) => choice.types.includes(basename(file))),
+    types: choice.types,
+    allBecause: null,
+  };
+}
+
+/** Cheap: stats only (and the choice, read from small files). Compared every few seconds to see plugins come and go. */
+export function pluginFingerprint(dirs: string[], choice?: PluginChoice): string {
+  const chosen = chosenFiles(dirs, choice);
+  return fingerprintOf(chosen.files, chosen);
+}
+
+/**
+ * Inspects the plugins to probe: every executable in `dirs`, or only those of the types `choice` names (what the
+ * node's CNI configs can run, cni-config.ts).
+ */
+export function surveyPlugins(
+  dirs: string[],
+  forceSyscalls = false,
+  choice?: PluginChoice,
+): PluginSurvey {
+  const chosen = chosenFiles(dirs, choice);
+  const { files, types, allBecause } = chosen;
+  const fingerprint = fingerprintOf(files, chosen);
   const plugins = files.map(inspectPlugin);
   const reasons = plugins
     .filter((plugin) => plugin.unsupported !== null)
     .map((plugin) => `${plugin.path}: ${plugin.unsupported}`);
   if (forceSyscalls) reasons.unshift('asked for (--plugin-probes syscalls)');
-  return { plugins, mode: reasons.length > 0 ? 'syscalls' : 'uprobes', reasons, fingerprint };
+  return {
+    plugins,
+    mode: reasons.length > 0 ? 'syscalls' : 'uprobes',
+    reasons,
+    types,
+    allBecause,
+    fingerprint,
+  };
 }

@@ -21,6 +21,8 @@ import {
 export class HandshakeBuilder {
   private phases: PhaseRecord[] = [];
   private errors: { phase: string; message: string; depth: number }[] = [];
+  /** Plugins run whose netlink and stdout were not probed: their steps are unknown, not absent. */
+  private unprobed: string[] = [];
 
   constructor(
     private readonly options: Required<CorrelatorOptions>,
@@ -85,6 +87,10 @@ export class HandshakeBuilder {
     if (output.type === 'error') attributes['podwire.cni.error'] = cniErrorMessage(output.error);
     if (output.type === 'result') attributes['podwire.cni.result'] = JSON.stringify(output.result);
     const phase = this.add(name, kind, plugin.startNs, plugin.endNs, parentId, attributes);
+    if (!plugin.probed)
+      this.unprobed.push(
+        `${name}: its netlink and stdout were not probed (not among the plugins the CNI configs named when the probes were made)`,
+      );
     if (output.type === 'result') facts.results.push({ plugin, output });
     if (pluginFailed(plugin) || output.type === 'error') {
       const message =
@@ -293,7 +299,9 @@ export class HandshakeBuilder {
    * begin and not to end. A record is `ok` only with none: every phase in it is whole.
    */
   private missing(lost: string | null, reasons: (string | null)[]): string[] {
-    const missing = [lost, ...reasons].filter((reason): reason is string => reason !== null);
+    const missing = [lost, ...reasons, ...this.unprobed].filter(
+      (reason): reason is string => reason !== null,
+    );
     for (const phase of this.phases)
       if (phase.end === null) missing.push(`${phase.name}: seen to begin, not to end`);
     return [...new Set(missing)];

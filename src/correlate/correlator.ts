@@ -53,6 +53,11 @@ export class Correlator {
     this.options.criProbes = on;
   }
 
+  /** Which plugins' I/O is probed from now on (null: all), as the kernel program was made again. */
+  set probedPlugins(names: string[] | null) {
+    this.options.probedPlugins = names;
+  }
+
   /** True while a probe program is down: sandboxes seen meanwhile may miss steps, so none is reported complete. */
   /** Why the correlator is blind to part of the node now (a probe program down), or null while it sees all. */
   blind: string | null = null;
@@ -62,6 +67,7 @@ export class Correlator {
       incompleteAfterNs: 60_000_000_000n,
       teardownQuietNs: 5_000_000_000n,
       maxInFlight: 10_000,
+      probedPlugins: null,
       ...options,
     };
   }
@@ -178,6 +184,7 @@ export class Correlator {
           parent,
           children: [],
           netnsInum: null,
+          probed: this.options.probedPlugins?.includes(basename(event.path)) ?? true,
         };
         parent?.children.push(plugin);
         this.plugins.set(event.pid, plugin);

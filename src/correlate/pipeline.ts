@@ -333,6 +333,11 @@ export class Pipeline {
     this.correlator.criProbes = on;
   }
 
+  /** The plugins whose I/O is probed in their own code from now on (null: every plugin's is seen). */
+  setProbedPlugins(names: string[] | null): void {
+    this.correlator.probedPlugins = names;
+  }
+
   /**
    * Releases what the reorder window holds (the live daemon calls it when input has been idle), except what a
    * source that answers ticks has not been read past yet: an idle stream says nothing of a program behind.

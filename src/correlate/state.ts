@@ -14,6 +14,11 @@ export interface CorrelatorOptions {
   teardownQuietNs?: bigint;
   /** Bound on sandboxes followed at once; the oldest is given up as `incomplete` past it. */
   maxInFlight?: number;
+  /**
+   * The plugins (by file name) whose netlink and stdout are probed in their own code; null: every plugin's I/O is
+   * seen. A plugin run outside them makes its record `incomplete`: its steps were not seen, not absent.
+   */
+  probedPlugins?: string[] | null;
 }
 
 export interface NetlinkRequest {
@@ -46,6 +51,8 @@ export interface PluginRun {
   parent: PluginRun | null;
   children: PluginRun[];
   netnsInum: number | null;
+  /** False when its netlink and stdout were not probed (see CorrelatorOptions.probedPlugins). */
+  probed: boolean;
 }
 
 /** The CNI variables of a plugin's environment (none without a plugin), read once for all who ask. */

@@ -26,5 +26,7 @@ export type RecordedLine =
   | { src: string; probe: 'up' | 'down' | 'gone'; ticks?: TickMode }
   /** CRI probes were attached after the start (a runtime appeared). */
   | { cri: boolean }
+  /** The plugins whose I/O is probed in their own code from here on (null: all); others' records are incomplete. */
+  | { probedPlugins: string[] | null }
   /** The live run released held events here (input was idle). */
   | { drain: true };

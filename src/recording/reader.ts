@@ -39,11 +39,15 @@ export function recordedLine(parsed: unknown): RecordedLine | null {
     typeof line.src === 'string' &&
     line.drain === undefined &&
     line.cri === undefined &&
+    line.probedPlugins === undefined &&
     line.probe === undefined
   )
     return line as RecordedLine;
   if (line.drain === true) return { drain: true };
   if (typeof line.cri === 'boolean') return { cri: line.cri };
+  if (line.probedPlugins === null) return { probedPlugins: null };
+  if (Array.isArray(line.probedPlugins) && line.probedPlugins.every((n) => typeof n === 'string'))
+    return { probedPlugins: line.probedPlugins as string[] };
   if (typeof line.src !== 'string') return null;
   if (line.probe === 'up' || line.probe === 'down' || line.probe === 'gone') {
     const ticks = line.ticks === true || line.ticks === 'batches' ? line.ticks : undefined;

@@ -13,6 +13,10 @@ export function replayLine(pipeline: Pipeline, line: RecordedLine): PipelineOutp
     pipeline.setCriProbes(line.cri);
     return noOutput;
   }
+  if ('probedPlugins' in line) {
+    pipeline.setProbedPlugins(line.probedPlugins);
+    return noOutput;
+  }
   if ('probe' in line) return pipeline.probeState(line.src, line.probe, line.ticks ?? false);
   return pipeline.push(line.src, line.raw);
 }

@@ -433,3 +433,28 @@ describe('a long run whose namespace unmounts are never seen', () => {
     expect(correlator.namespacesKnown).toBeGreaterThan(0);
   });
 });
+
+describe('a plugin run without its own probes (podwire probes the plugins the CNI configs name)', () => {
+  const recording = readRecording('ten-pods-plugin-uprobes.ndjson');
+  const withProbed = (probedPlugins: string[] | null) =>
+    replay(recording.header, [{ probedPlugins }, ...recording.lines]);
+
+  it('gives no ok record: each handshake that ran host-local unprobed is incomplete and says why', () => {
+    const records = withProbed(['bridge', 'loopback']);
+    expect(handshakes(records)).toHaveLength(10);
+    for (const record of handshakes(records)) {
+      expect(record.outcome).toBe('incomplete');
+      expect(record.missing).toContain(
+        'ipam host-local: its netlink and stdout were not probed (not among the plugins the CNI configs named when the probes were made)',
+      );
+    }
+  });
+
+  it('changes nothing when every plugin run was probed', () => {
+    const records = withProbed(['bridge', 'host-local', 'loopback']);
+    expect(records.map((r) => r.outcome)).toEqual(
+      replay(recording.header, recording.lines).map((r) => r.outcome),
+    );
+    expect(handshakes(records).every((r) => r.outcome === 'ok')).toBe(true);
+  });
+});

@@ -13,6 +13,7 @@ export interface RecordingLine {
   probe?: 'up' | 'down' | 'gone';
   ticks?: TickMode;
   cri?: boolean;
+  probedPlugins?: string[] | null;
   drain?: boolean;
 }
 
