@@ -17,7 +17,7 @@ import {
 import { pluginFingerprint, surveyPlugins } from '../../src/binaries/plugins.js';
 import { cniBinDir, containerdConfig, defaultConflist, parseSubnet } from '../../src/lab/config.js';
 import { labPaths } from '../../src/lab/paths.js';
-import { requireSid, sidContainerd } from './sid.js';
+import { requireSuite, sidContainerd } from './suites.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'podwire-cni-config-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -105,7 +105,7 @@ describe('containerd as distributed', () => {
   });
 
   describe('containerd 2.x from Debian sid', () => {
-    beforeAll(requireSid);
+    beforeAll(() => requireSuite('sid'));
     it("reads its `config default` (version 3, plugins.'io.containerd.cri.v1.runtime'.cni, bin_dirs)", () => {
       const text = execFileSync(sidContainerd, ['config', 'default'], { encoding: 'utf8' });
       expect(containerdCni(text, 'default')).toEqual({
