@@ -127,6 +127,10 @@ export class TimelineView {
   private focus: Pane = 'list';
   /** The selected phase row of the waterfall, for the record it was chosen on. */
   private phase = { seq: -1, row: 0, top: 0, opened: false };
+  /** The phase selected when `n` was pressed: the row that shows it after the toggle is selected. */
+  private keepPhase: number | null = null;
+  /** The phase of the waterfall's selected row, as last drawn. */
+  private selectedPhaseId: number | null = null;
   private detailsTop = 0;
   private detailsKey = '';
   private hideLookups = true;
@@ -360,6 +364,15 @@ export class TimelineView {
       const row = selectable.findIndex((index) => lines[index]?.phaseId === cause);
       this.phase = { seq: selected.seq, row: Math.max(0, row), top: 0, opened: row > 0 };
     }
+    if (this.keepPhase !== null) {
+      const kept = this.keepPhase;
+      const row = selectable.findIndex(
+        (index) =>
+          lines[index]?.phaseId === kept || lines[index]?.folded?.some((call) => call.id === kept),
+      );
+      if (row >= 0) this.phase.row = row;
+      this.keepPhase = null;
+    }
     this.phase.row = Math.max(0, Math.min(this.phase.row, selectable.length - 1));
     const selectedLine = selectable[this.phase.row] ?? -1;
     // The legend stays on top; the rows below it scroll to keep the selected phase in view. Where the steps
@@ -403,6 +416,7 @@ export class TimelineView {
     });
     this.waterfallBox.setContent(out.join('\n'));
     const phaseId = lines[selectedLine]?.phaseId;
+    this.selectedPhaseId = phaseId ?? null;
     const phase = (record.phases ?? []).find((p) => p.id === phaseId);
     return phase ? { phase, folded: lines[selectedLine]?.folded ?? [] } : null;
   }
@@ -563,6 +577,7 @@ export class TimelineView {
         return true;
       case 'n':
         this.hideLookups = !this.hideLookups;
+        this.keepPhase = this.selectedPhaseId;
         return true;
       case 'space':
         this.options.replayKeys?.togglePause();
@@ -597,6 +612,8 @@ export class TimelineView {
   private focusOn(pane: Pane): void {
     this.focus = pane;
     if (pane !== 'list') this.options.timeline.hold();
+    // Back in the list, the waterfall scrolls back up as far as its selected row allows: its first steps.
+    else this.phase.top = 0;
   }
 
   private move(delta: number): boolean {

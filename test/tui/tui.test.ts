@@ -257,6 +257,29 @@ describe.skipIf(!haveTmux)(
         (s) => !s.includes('RTM_GETLINK') && allSteps(s),
       );
 
+      // Into the waterfall, down to bridge attach: its details list the calls folded into its row.
+      term.keys('Tab');
+      await sleep(200);
+      term.keys('j', 'j', 'j', 'j');
+      screen = await term.until('bridge attach selected', (s) =>
+        s.includes('details: bridge attach'),
+      );
+      term.keys('Enter');
+      await term.until(
+        'the calls folded into bridge attach, in its details',
+        (s) =>
+          s.includes('folded into this row (3, n shows each)') &&
+          s.includes(`rtnetlink RTM_NEWLINK ${record.bridge}`),
+      );
+      // n keeps the step selected: the row is the same phase, unfolded.
+      term.keys('Tab', 'Tab', 'Tab', 'n');
+      await term.until(
+        'n: bridge attach still selected, its calls now rows',
+        (s) => s.includes('details: bridge attach') && s.includes(`link up ${record.hostVeth}`),
+      );
+      term.keys('n', 'Escape');
+      await term.until('back in the list, folded', (s) => /details: default\/lab-/.test(s));
+
       term.resize(80, 24);
       screen = await term.until(
         'every step in the waterfall at 80×24',
