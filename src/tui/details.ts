@@ -2,6 +2,7 @@
 import type { HandshakeRecord, PhaseKind, PhaseRecord } from '../correlate/record.js';
 import { msText, type Run, wrap } from './columns.js';
 import { kindLabel, timeNs } from './phases.js';
+import { interfaceNames, phaseTarget } from './steps.js';
 import { kindStyle } from './waterfall.js';
 
 type Attributes = PhaseRecord['attributes'];
@@ -139,8 +140,16 @@ function fact(name: string, value: string, width: number, style?: string): Run[]
   ]);
 }
 
-/** A phase's times, error and attributes (rtnetlink request and answer, CNI environment, exit, result…). */
-export function phaseDetails(record: HandshakeRecord, phase: PhaseRecord, width: number): Run[][] {
+/**
+ * A phase's times, error and attributes (rtnetlink request and answer, CNI environment, exit, result…), and
+ * the netlink calls the waterfall folded into its row, one line each.
+ */
+export function phaseDetails(
+  record: HandshakeRecord,
+  phase: PhaseRecord,
+  width: number,
+  folded: PhaseRecord[] = [],
+): Run[][] {
   const kind = phase.kind;
   const lines: Run[][] = [
     [
@@ -160,6 +169,20 @@ export function phaseDetails(record: HandshakeRecord, phase: PhaseRecord, width:
   lines.push(...fact('end', phase.end ?? 'not seen', width));
   lines.push(...fact('duration', msText(phase.durationMs), width));
   if (phase.error) lines.push(...fact('error', phase.error, width, 'red-fg'));
+  if (folded.length > 0) {
+    const names = interfaceNames(record);
+    lines.push([{ text: `folded into this row (${folded.length}, n shows each)`, style: 'bold' }]);
+    for (const call of folded) {
+      const target = phaseTarget(call, names);
+      const answer = call.attributes?.['podwire.netlink.errno_name'];
+      const text = [
+        `${call.name}${target ? ` ${target}` : ''}`,
+        msText(call.durationMs),
+        ...(typeof answer === 'string' ? [answer] : []),
+      ].join('  ');
+      for (const part of wrap(`  ${text}`, width, '      ')) lines.push([{ text: part }]);
+    }
+  }
   const attributes = phase.attributes ?? {};
   const left = new Set(Object.keys(attributes));
   for (const section of sections(kind)) {

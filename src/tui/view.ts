@@ -62,9 +62,17 @@ export function paneLayout(
       },
     };
   }
-  // The focused details pane takes room from the waterfall: attributes and JSON results are long.
-  const list = Math.max(5, Math.round(body * (focus === 'details' ? 0.25 : 0.3)));
-  const details = Math.max(4, Math.round(body * (focus === 'details' ? 0.45 : 0.24)));
+  // The focused details pane takes room from the waterfall: attributes and JSON results are long. Otherwise
+  // the waterfall gets at least a handshake's steps (about ten rows, and the legend) before the list and the
+  // details get more than their least: three pods, and one line.
+  const focused = focus === 'details';
+  let list = Math.max(5, Math.round(body * (focused ? 0.25 : 0.3)));
+  let details = Math.max(3, Math.round(body * (focused ? 0.45 : 0.2)));
+  const wanted = 13;
+  if (!focused && body - list - details < wanted) {
+    details = Math.max(3, body - list - wanted);
+    list = Math.max(5, body - details - wanted);
+  }
   const waterfall = Math.max(3, body - list - details);
   return {
     header,
@@ -86,7 +94,8 @@ const helpText = [
   '                 outcome, error message (Enter applies, Esc clears)',
   '  f              failed only (toggle)',
   '  t              teardowns shown / hidden (toggle)',
-  '  n              rtnetlink lookups (RTM_GET*) shown / collapsed',
+  '  n              waterfall: every netlink call (lookups, calls folded',
+  '                 into the step they serve as +N) shown / folded',
   '  space          replay: pause / resume',
   '  + / -          replay: double / halve the speed',
   '  ?              this help (any key closes it)',
@@ -118,9 +127,13 @@ export class TimelineView {
   private focus: Pane = 'list';
   /** The selected phase row of the waterfall, for the record it was chosen on. */
   private phase = { seq: -1, row: 0, top: 0, opened: false };
+  /** The phase selected when `n` was pressed: the row that shows it after the toggle is selected. */
+  private keepPhase: number | null = null;
+  /** The phase of the waterfall's selected row, as last drawn. */
+  private selectedPhaseId: number | null = null;
   private detailsTop = 0;
   private detailsKey = '';
-  private hideLookups = false;
+  private hideLookups = true;
   private helpShown = false;
   /** The text filter being typed, null when not typing. */
   private filterInput: string | null = null;
@@ -322,7 +335,9 @@ export class TimelineView {
     return focused ? `{inverse}{bold}${text}{/bold}{/inverse}` : `{inverse}${text}{/inverse}`;
   }
 
-  private drawWaterfall(selected: Listed | null): PhaseRecord | null {
+  private drawWaterfall(
+    selected: Listed | null,
+  ): { phase: PhaseRecord; folded: PhaseRecord[] } | null {
     const { width, height } = this.inner(this.waterfallBox);
     if (!selected) {
       this.label(this.waterfallBox, 'waterfall');
@@ -349,10 +364,31 @@ export class TimelineView {
       const row = selectable.findIndex((index) => lines[index]?.phaseId === cause);
       this.phase = { seq: selected.seq, row: Math.max(0, row), top: 0, opened: row > 0 };
     }
+    if (this.keepPhase !== null) {
+      const kept = this.keepPhase;
+      const row = selectable.findIndex(
+        (index) =>
+          lines[index]?.phaseId === kept || lines[index]?.folded?.some((call) => call.id === kept),
+      );
+      if (row >= 0) this.phase.row = row;
+      this.keepPhase = null;
+    }
     this.phase.row = Math.max(0, Math.min(this.phase.row, selectable.length - 1));
     const selectedLine = selectable[this.phase.row] ?? -1;
-    // The legend stays on top; the rows below it scroll to keep the selected phase in view.
-    const rowsHeight = Math.max(1, height - 1);
+    // The legend stays on top; the rows below it scroll to keep the selected phase in view. Where the steps
+    // would fit but for the legend, it gives its line to them and what it said of hidden calls goes in the label.
+    const legend = lines[0];
+    // The lines down to the last step, legend not counted.
+    const steps = selectable[selectable.length - 1] ?? 0;
+    const legendShown = !(steps > height - 1 && steps <= height);
+    if (!legendShown && legend?.note)
+      this.label(
+        this.waterfallBox,
+        [podName(record), record.kind, record.outcome, msText(record.durationMs), legend.note].join(
+          ` ${this.glyphs.dot} `,
+        ),
+      );
+    const rowsHeight = Math.max(1, height - (legendShown ? 1 : 0));
     const body = lines.slice(1);
     const at = selectedLine - 1;
     if (at >= 0 && at < this.phase.top) this.phase.top = at;
@@ -373,17 +409,23 @@ export class TimelineView {
       this.phase.top = at + after - rowsHeight + 1;
     this.phase.top = Math.max(0, Math.min(this.phase.top, Math.max(0, body.length - rowsHeight)));
     if (at >= 0 && at < this.phase.top) this.phase.top = at;
-    const out = [tagged(lines[0]?.runs ?? [], width, this.glyphs)];
+    const out = legendShown ? [tagged(legend?.runs ?? [], width, this.glyphs)] : [];
     body.slice(this.phase.top, this.phase.top + rowsHeight).forEach((line, index) => {
       const selectedRow = this.focus !== 'list' && this.phase.top + index === at;
       out.push(this.line(line.runs, width, selectedRow, this.focus === 'waterfall'));
     });
     this.waterfallBox.setContent(out.join('\n'));
     const phaseId = lines[selectedLine]?.phaseId;
-    return (record.phases ?? []).find((phase) => phase.id === phaseId) ?? null;
+    this.selectedPhaseId = phaseId ?? null;
+    const phase = (record.phases ?? []).find((p) => p.id === phaseId);
+    return phase ? { phase, folded: lines[selectedLine]?.folded ?? [] } : null;
   }
 
-  private drawDetails(selected: Listed | null, phase: PhaseRecord | null): void {
+  private drawDetails(
+    selected: Listed | null,
+    row: { phase: PhaseRecord; folded: PhaseRecord[] } | null,
+  ): void {
+    const phase = row?.phase ?? null;
     const { width, height } = this.inner(this.detailsBox);
     let lines: Run[][];
     let key: string;
@@ -397,7 +439,7 @@ export class TimelineView {
       key = `record ${selected.seq}`;
     } else {
       this.label(this.detailsBox, `details: ${phase.name}`);
-      lines = phaseDetails(selected.record, phase, width);
+      lines = phaseDetails(selected.record, phase, width, row?.folded ?? []);
       key = `phase ${selected.seq} ${phase.id}`;
     }
     if (key !== this.detailsKey) {
@@ -408,7 +450,8 @@ export class TimelineView {
     const shown = lines.slice(this.detailsTop, this.detailsTop + height);
     const more = lines.length > this.detailsTop + height;
     const text = shown.map((runs) => tagged(runs, width, this.glyphs));
-    if (more && text.length > 0)
+    // A pane of one line keeps that line: its label says what it is, Tab there gives it room.
+    if (more && text.length > 1)
       text[text.length - 1] =
         `{gray-fg}${fitted(`${this.glyphs.ellipsis} ${lines.length - this.detailsTop - height + 1} more lines (${this.focus === 'details' ? 'j/k scroll' : 'Tab here, then j/k'})`, width, this.glyphs).trimEnd()}{/gray-fg}`;
     this.detailsBox.setContent(text.join('\n'));
@@ -534,6 +577,7 @@ export class TimelineView {
         return true;
       case 'n':
         this.hideLookups = !this.hideLookups;
+        this.keepPhase = this.selectedPhaseId;
         return true;
       case 'space':
         this.options.replayKeys?.togglePause();
@@ -568,6 +612,8 @@ export class TimelineView {
   private focusOn(pane: Pane): void {
     this.focus = pane;
     if (pane !== 'list') this.options.timeline.hold();
+    // Back in the list, the waterfall scrolls back up as far as its selected row allows: its first steps.
+    else this.phase.top = 0;
   }
 
   private move(delta: number): boolean {

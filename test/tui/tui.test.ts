@@ -1,7 +1,10 @@
 // The real timeline in a real pseudo-terminal (tmux): what an SRE sees and does, key by key, over recordings.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HandshakeRecord } from '../../src/correlate/record.js';
+import { isLookup } from '../../src/tui/phases.js';
+import { readRecording, replay } from '../correlate/recordings.js';
 import { haveTmux, Tmux } from './terminal.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -88,18 +91,26 @@ describe.skipIf(!haveTmux)(
           s.includes(name),
         ),
       );
-      // n collapses the rtnetlink lookups: the steps that changed the node move up into view.
-      term.keys('n');
-      screen = await term.until('the lookups collapsed', (s) => s.includes('lookups hidden (n)'));
+      // By default the lookups are hidden and the calls that serve a step folded into it: the steps in view.
       term.expect(
         screen,
-        'the rtnetlink steps',
+        'the rtnetlink steps, lookups hidden',
         (s) =>
+          s.includes('lookups hidden') &&
           ['veth create', 'bridge attach'].every((name) => s.includes(name)) &&
           !s.includes('RTM_GETLINK'),
       );
+      // n shows every call: the lookups, and the calls that were folded.
       term.keys('n');
-      await term.until('the lookups back', (s) => s.includes('RTM_GETLINK'));
+      await term.until(
+        'every netlink call shown',
+        (s) => s.includes('RTM_GETLINK') && !s.includes('lookups hidden'),
+      );
+      term.keys('n');
+      await term.until(
+        'the lookups hidden again',
+        (s) => s.includes('lookups hidden') && !s.includes('RTM_GETLINK'),
+      );
 
       term.keys('f');
       screen = await term.until(
@@ -176,6 +187,109 @@ describe.skipIf(!haveTmux)(
         'the terminal back to the shell (alternate screen left)',
         (s) => !s.includes('newest first') && !s.includes('q quit'),
       );
+    }, 60_000);
+
+    it('shows every step of the selected handshake without scrolling, at 120×36 and at 80×24', async () => {
+      const recording = readRecording('ten-pods-plugin-uprobes.ndjson');
+      const records = replay(recording.header, recording.lines);
+      const term = openReplay('steps', 'ten-pods-plugin-uprobes.ndjson', '--instant', 120, 36);
+      await term.until('the twenty records', (s) => listed(s).length > 0 && s.includes('20/20'));
+      // Teardowns hidden: the newest handshake is selected.
+      term.keys('t');
+      let screen = await term.until('a handshake selected', (s) =>
+        /default\/lab-\w+ · handshake · ok/.test(s),
+      );
+      const pod = /default\/(lab-\w+) · handshake/.exec(screen)?.[1];
+      const record = records.find(
+        (r) => r.kind === 'handshake' && r.pod?.name === pod,
+      ) as HandshakeRecord;
+      // The steps, from the record itself: every phase but the lookups and the calls serving a step.
+      const steps = record.phases
+        .filter((p) => !isLookup(p) && p.name !== 'link up' && !p.name.startsWith('rtnetlink '))
+        .map((p) => p.name);
+      expect(steps).toEqual(
+        expect.arrayContaining([
+          'cri RunPodSandbox',
+          'netns create',
+          'cni ADD loopback',
+          'cni ADD bridge',
+          'veth create',
+          'bridge attach',
+          'ipam host-local',
+          'addr add',
+          'route add',
+          'sandbox start',
+        ]),
+      );
+      const waterfall = (s: string) => {
+        const lines = s.split('\n');
+        const top = lines.findIndex((line) => line.includes(`${pod} · handshake`));
+        const bottom = lines.findIndex((line, at) => at > top && line.startsWith('└'));
+        return lines.slice(top + 1, bottom);
+      };
+      const allSteps = (s: string) =>
+        steps.every((name) =>
+          waterfall(s).some(
+            (line) =>
+              line.startsWith(`│${name}`) ||
+              line.includes(` ${name} `) ||
+              line.includes(` ${name}…`),
+          ),
+        );
+      term.expect(screen, 'every step in the waterfall at 120×36', allSteps);
+      term.expect(
+        screen,
+        'rows naming interfaces, not indexes',
+        (s) =>
+          s.includes(`bridge attach ${record.hostVeth} to ${record.bridge}`) &&
+          s.includes(`veth create ${record.podInterface}/${record.hostVeth}`) &&
+          s.includes(`addr add ${record.podInterface} ${record.podIP}`) &&
+          !s.includes('ifindex'),
+      );
+      term.keys('n');
+      screen = await term.until('n: the lookups and folded calls shown', (s) =>
+        s.includes(`RTM_GETLINK ${record.hostVeth}`),
+      );
+      term.expect(screen, 'the steps past the pane now', (s) => !allSteps(s));
+      term.keys('n');
+      screen = await term.until(
+        'n again: folded',
+        (s) => !s.includes('RTM_GETLINK') && allSteps(s),
+      );
+
+      // Into the waterfall, down to bridge attach: its details list the calls folded into its row.
+      term.keys('Tab');
+      await sleep(200);
+      term.keys('j', 'j', 'j', 'j');
+      screen = await term.until('bridge attach selected', (s) =>
+        s.includes('details: bridge attach'),
+      );
+      term.keys('Enter');
+      await term.until(
+        'the calls folded into bridge attach, in its details',
+        (s) =>
+          s.includes('folded into this row (3, n shows each)') &&
+          s.includes(`rtnetlink RTM_NEWLINK ${record.bridge}`),
+      );
+      // n keeps the step selected: the row is the same phase, unfolded.
+      term.keys('Tab', 'Tab', 'Tab', 'n');
+      await term.until(
+        'n: bridge attach still selected, its calls now rows',
+        (s) => s.includes('details: bridge attach') && s.includes(`link up ${record.hostVeth}`),
+      );
+      term.keys('n', 'Escape');
+      await term.until('back in the list, folded', (s) => /details: default\/lab-/.test(s));
+
+      term.resize(80, 24);
+      screen = await term.until(
+        'every step in the waterfall at 80×24',
+        (s) =>
+          s.split('\n').some((line) => /^┌─ pods .*┐$/.test(line) && line.length === 80) &&
+          allSteps(s),
+      );
+      term.expect(screen, 'at least three pods listed', (s) => listed(s).length >= 3);
+      term.keys('q');
+      await term.until('the exit status', (s) => s.includes('EXITED 0'));
     }, 60_000);
 
     it('replays at the recorded pace: records appear over time, space pauses, + speeds up', async () => {

@@ -43,7 +43,8 @@ describe('the waterfall of the pod whose IPAM ran out of addresses', () => {
       const parentAt = rows.findIndex((p) => p.phase.id === r.phase.parentId);
       expect(parentAt, r.phase.name).toBeLessThan(index);
       expect(r.depth).toBe((rows[parentAt]?.depth ?? -1) + 1);
-      expect(r.label).toBe(`${'  '.repeat(r.depth)}${r.phase.name}`);
+      // The name, then what the step acts on.
+      expect(r.label.startsWith(`${'  '.repeat(r.depth)}${r.phase.name}`), r.label).toBe(true);
     });
     expect(rows.map((r) => `${r.depth} ${r.phase.name}`).slice(0, 3)).toEqual([
       '0 cri RunPodSandbox',
@@ -122,14 +123,19 @@ describe('the waterfall of the pod whose IPAM ran out of addresses', () => {
     expect(bar).toBeGreaterThanOrEqual(30);
   });
 
-  it('can collapse the rtnetlink lookups, never a failed one', () => {
+  it('can collapse the rtnetlink lookups, never a failed one, and fold the calls that serve a step', () => {
     const lookups = failed.phases.filter((p) => p.name.startsWith('rtnetlink RTM_GET')).length;
     const collapsed = waterfallRows(failed, { barWidth: 40, hideLookups: true });
     expect(collapsed.hiddenLookups).toBe(lookups);
-    expect(collapsed.rows).toHaveLength(failed.phases.length - lookups);
+    expect(collapsed.foldedCalls).toBeGreaterThan(0);
+    expect(collapsed.rows).toHaveLength(failed.phases.length - lookups - collapsed.foldedCalls);
+    expect(collapsed.rows.reduce((sum, r) => sum + r.folded.length, 0)).toBe(collapsed.foldedCalls);
     expect(collapsed.rows.some((r) => r.phase.name.startsWith('rtnetlink RTM_GET'))).toBe(false);
     const lines = waterfallLines(failed, 80, { hideLookups: true }).map((line) => text(line.runs));
-    expect(lines[0]).toMatch(new RegExp(`sandbox +${lookups} lookups hidden \\(n\\)$`));
+    expect(lines[0]).toMatch(
+      new RegExp(`^${lookups} lookups hidden, \\+${collapsed.foldedCalls} calls folded \\(n\\) `),
+    );
+    expect(lines[0]).toMatch(/ sandbox +$/);
   });
 });
 
