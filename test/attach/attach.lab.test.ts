@@ -2,7 +2,7 @@
 // host path /run/podwire: two viewers in real terminals see the pods as they are created, one killed -9 costs the
 // daemon nothing (its records stay whole and exact), and the view says when the daemon stops.
 import { spawn } from 'node:child_process';
-import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandshakeRecord } from '../../src/correlate/record.js';
 import type { CreatedPod } from '../../src/lab/pods.js';
