@@ -79,10 +79,10 @@ describe.skipIf(!isRoot)(
     });
 
     it('a process in a PID namespace of its own (its /proc mounted there) is told to take hostPID', () => {
-      // What pid 2 is there: the process after the shell, not kthreadd.
+      // What pid 2 is there: the sleep after the shell, not kthreadd (it ends with the shell, the namespace's init).
       const pid2Status = execFileSync(
         'unshare',
-        ['--pid', '--fork', '--mount-proc', 'sh', '-c', 'sleep 0 & cat /proc/2/status'],
+        ['--pid', '--fork', '--mount-proc', 'sh', '-c', 'sleep 10 & cat /proc/2/status'],
         { encoding: 'utf8' },
       );
       expect(pid2Status).toMatch(/^Name:/);
