@@ -14,6 +14,8 @@ import type { HeaderInfo } from './header.js';
 export interface ReplayControls {
   records: HandshakeRecord[];
   instant: boolean;
+  /** The speed the replay starts at (default 1, the recorded pace). */
+  speed?: number;
 }
 
 export interface TuiOptions {
@@ -58,6 +60,7 @@ export function startTui(options: TuiOptions): Tui {
     replay && !replay.instant
       ? new ReplayPlayer(replay.records, (record) => add(record), {
           changed: () => view.requestRender(),
+          ...(replay.speed ? { speed: replay.speed } : {}),
         })
       : null;
   const replayState = (): ReplayState | null =>

@@ -22,6 +22,8 @@ export interface PlayerOptions {
   maxGapMs?: number;
   /** Called after every change the header shows (a record played, paused, speed). */
   changed?: () => void;
+  /** The speed it starts at (1: the recorded pace), kept within what + and - reach. */
+  speed?: number;
 }
 
 const minSpeed = 1 / 16;
@@ -57,6 +59,7 @@ export class ReplayPlayer {
   ) {
     this.clock = options.clock ?? realClock;
     this.gaps = recordedGaps(records, options.maxGapMs ?? 2000);
+    this.speed = Math.min(maxSpeed, Math.max(minSpeed, options.speed ?? 1));
   }
 
   get played(): number {

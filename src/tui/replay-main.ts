@@ -1,4 +1,5 @@
-// The timeline over a recording, without the CLI: `node dist/src/tui/replay-main.js FILE [--instant]` (its tests).
+// The timeline over a recording, without the CLI: `node dist/src/tui/replay-main.js FILE [--instant | --speed N]` (its
+// tests: at --speed 0.0625 a short recording plays long enough to pause it).
 import { hostname } from 'node:os';
 import type { HandshakeRecord } from '../correlate/record.js';
 import type { StatusEvent } from '../events.js';
@@ -8,7 +9,7 @@ import { startTui } from './index.js';
 const args = process.argv.slice(2);
 const file = args.find((arg) => !arg.startsWith('--'));
 if (!file) {
-  process.stderr.write('usage: node dist/src/tui/replay-main.js FILE [--instant]\n');
+  process.stderr.write('usage: node dist/src/tui/replay-main.js FILE [--instant | --speed N]\n');
   process.exit(2);
 }
 
@@ -32,7 +33,11 @@ try {
 
 const tui = startTui({
   header: { source: `replay of ${file}`, node: hostname() },
-  replay: { records, instant: args.includes('--instant') },
+  replay: {
+    records,
+    instant: args.includes('--instant'),
+    speed: Number(args[args.indexOf('--speed') + 1]) || 1,
+  },
 });
 for (const status of statuses) tui.sink.write(status);
 await tui.quit;
