@@ -151,8 +151,9 @@ export function deviations(observed: ObservedHandshake): string[] {
 
   let firstStart = plugins[0]?.startNs ?? 0n;
   for (const plugin of plugins) if (plugin.startNs < firstStart) firstStart = plugin.startNs;
+  // Without a profile only what the textbook check always said is said (sandbox, loopback, veth).
   if (
-    runtime.netnsFirst.yes &&
+    known?.netnsFirst.yes &&
     observed.netnsCreateNs !== null &&
     observed.netnsCreateNs > firstStart
   )
@@ -160,7 +161,7 @@ export function deviations(observed: ObservedHandshake): string[] {
   if (known && observed.netnsCreateNs === null)
     out.push(`no netns create: ${who} pins the pod's namespace before CNI`);
 
-  if (primary && !loopback)
+  if (known && primary && !loopback)
     out.push(`no cni ADD loopback: ${who} runs it ${runtime.loopback.runs}`);
   if (
     primary &&
