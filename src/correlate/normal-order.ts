@@ -69,8 +69,8 @@ export const runtimeProfiles: Record<string, RuntimeProfile> = {
       why: 'RunPodSandbox pins the namespace (cni-<uuid>) before CNI, and hands its path to the plugins',
     },
     unlikeTextbook: [
-      'the sandbox starts after the network, not before',
-      'loopback runs beside the primary plugin, not before it',
+      'the sandbox starts after the network (the textbook starts it first)',
+      'loopback runs beside the primary plugin (the textbook runs it first)',
     ],
   },
 };
@@ -229,11 +229,11 @@ export function normalOrderNote(runtime: string | null): {
   for (const plugin of Object.values(pluginProfiles))
     normalOrder[plugin.plugin] = plugin.unlikeTextbook;
   const text = profile
-    ? `deviations are from ${profile.runtime}'s normal order, not the textbook's (${Object.entries(
+    ? `deviations are from ${profile.runtime}'s normal order, not the textbook's — ${Object.entries(
         normalOrder,
       )
-        .map(([who, lines]) => `${who}: ${lines.join(', ')}`)
-        .join('; ')})`
+        .map(([who, lines]) => `${who}: ${lines.join('; ')}`)
+        .join('. ')}`
     : `no profile of runtime ${runtime ?? '(unknown)'}: deviations are from the textbook's order`;
   return { text, fields: { normalOrder } };
 }

@@ -173,8 +173,8 @@ describe("the ready status's note", () => {
     const note = normalOrderNote('containerd');
     expect(note.fields.normalOrder).toEqual({
       containerd: [
-        'the sandbox starts after the network, not before',
-        'loopback runs beside the primary plugin, not before it',
+        'the sandbox starts after the network (the textbook starts it first)',
+        'loopback runs beside the primary plugin (the textbook runs it first)',
       ],
       bridge: [
         'the veth is created with its peer already in the pod netns (no veth move)',
