@@ -9,6 +9,7 @@ import {
   pluginFingerprint,
   surveyPlugins,
 } from './binaries/plugins.js';
+import { normalOrderNote } from './correlate/normal-order.js';
 import { Pipeline, type PipelineOutput, type TickMode } from './correlate/pipeline.js';
 import type { HandshakeRecord } from './correlate/record.js';
 import { lacks, lacksCapabilityMessage } from './doctor/container.js';
@@ -169,7 +170,11 @@ export class Tracer {
       );
     } else if (this.attached.size === this.sources.size) {
       this.readyAnnounced = true;
-      const notes = [...this.sources.values()].flatMap((each) => each.readyNote?.() ?? []);
+      // Said once here, so that no handshake repeats how its runtime always works (docs/records.md#deviations).
+      const notes: { text: string; fields: Record<string, unknown> }[] = [
+        ...[...this.sources.values()].flatMap((each) => each.readyNote?.() ?? []),
+        normalOrderNote(this.runtime.name),
+      ];
       this.emit(
         status(
           'ready',

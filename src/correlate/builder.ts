@@ -1,8 +1,9 @@
 // Builds one record from a finished sandbox or teardown: phases nested as they ran, the fields users filter on,
-// the outcome with its cause, and the deviations from the textbook order.
+// the outcome with its cause, and the deviations from the runtime's and plugin's normal order (normal-order.ts).
 import { type CniOutput, cniErrorMessage, cniOutput } from '../decode/cni.js';
 import { earliest, latest, millis, rfc3339Nanos } from '../time.js';
 import { netlinkAttributes, netlinkPhaseName } from './netlink-phase.js';
+import { deviations } from './normal-order.js';
 import type { HandshakeRecord, PhaseKind, PhaseRecord } from './record.js';
 import {
   ADD,
@@ -23,6 +24,7 @@ export class HandshakeBuilder {
   private errors: { phase: string; message: string; depth: number }[] = [];
   /** Plugins run whose netlink and stdout were not probed: their steps are unknown, not absent. */
   private unprobed: string[] = [];
+  private failedPlugins = new Set<PluginRun>();
 
   constructor(
     private readonly options: Required<CorrelatorOptions>,
@@ -100,6 +102,7 @@ export class HandshakeBuilder {
             ? `killed by signal ${pluginSignal(plugin)}`
             : `exited with code ${plugin.exitCode}`;
       this.fail(phase, message, depth);
+      this.failedPlugins.add(plugin);
     }
     for (const request of plugin.requests)
       this.requestPhase(request, plugin, phase.id, depth + 1, facts);
@@ -225,7 +228,7 @@ export class HandshakeBuilder {
       end: this.time(endNs),
       durationMs: millis(startNs, endNs),
       phases: this.phases,
-      deviations: this.deviations(sandbox, primary),
+      deviations: this.deviations(sandbox, ordered),
       traceparent: facts.traceparent,
     };
   }
@@ -318,31 +321,22 @@ export class HandshakeBuilder {
     return deepest ? { phase: deepest.phase, message: deepest.message } : null;
   }
 
-  private deviations(sandbox: Sandbox, primary: PluginRun | null): string[] {
-    const deviations: string[] = [];
-    if (primary?.endNs && sandbox.startBeginNs !== null && sandbox.startBeginNs > primary.endNs) {
-      deviations.push(`sandbox start after cni ADD ${primary.name}`);
-    }
-    const loopback = sandbox.plugins.find((plugin) => plugin.name === 'loopback');
-    if (
-      loopback &&
-      primary &&
-      loopback.startNs < (primary.endNs ?? primary.startNs) &&
-      primary.startNs < (loopback.endNs ?? loopback.startNs)
-    ) {
-      deviations.push(`cni ADD loopback ran in parallel with cni ADD ${primary.name}`);
-    }
-    if (sandbox.plugins.length === 0) {
-      deviations.push(
-        'no CNI plugin was seen for this sandbox (host network, or plugins outside the CNI bin dirs podwire watches)',
-      );
-    }
-    const names = new Set(this.phases.map((phase) => phase.name));
-    if (names.has('veth create') && !names.has('veth move'))
-      deviations.push('veth created with its peer already in the pod netns: no veth move');
-    if (names.has('veth create') && !names.has('link rename'))
-      deviations.push('pod interface named at creation: no link rename');
-    return deviations;
+  private deviations(sandbox: Sandbox, ordered: PluginRun[]): string[] {
+    return deviations({
+      runtime: this.options.runtime,
+      plugins: ordered.map((plugin) => ({
+        name: plugin.name,
+        startNs: plugin.startNs,
+        endNs: plugin.endNs,
+        failed: this.failedPlugins.has(plugin),
+        steps: plugin.requests.flatMap((request) =>
+          request.request ? [netlinkPhaseName(request.request)] : [],
+        ),
+        ranIpam: plugin.children.length > 0,
+      })),
+      netnsCreateNs: sandbox.netns?.createNs ?? null,
+      sandboxStartNs: sandbox.startBeginNs ?? sandbox.startEndNs,
+    });
   }
 }
 

@@ -183,7 +183,7 @@ export function hiddenNote(hiddenLookups: number, foldedCalls: number): string |
 
 /**
  * The pane's lines: the legend (and how many lookups are hidden), one row per phase (failures in red with
- * their message under them), the failure, and where the record differs from the textbook.
+ * their message under them), the failure, and where the record differs from its runtime's normal order.
  */
 export function waterfallLines(
   record: HandshakeRecord,
@@ -254,7 +254,7 @@ export function waterfallLines(
     ))
       lines.push({ phaseId: null, runs: [{ text, style: 'red-fg' }] });
   for (const deviation of record.deviations ?? [])
-    for (const text of wrap(`differs from the textbook: ${deviation}`, width, '  '))
+    for (const text of wrap(`unusual: ${deviation}`, width, '  '))
       lines.push({ phaseId: null, runs: [{ text, style: 'gray-fg' }] });
   return lines;
 }
