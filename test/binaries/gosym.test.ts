@@ -86,6 +86,42 @@ function objdumpFirstInstructionBytes(binary: string, vaddr: number): Buffer {
   return Buffer.from(hex, 'hex');
 }
 
+/** The table's entries are the ELF symbols' values, on a sample of functions across the whole table. */
+function expectTableAgreesWithSymbols(elf: ElfImage, functions: GoFunctionTable): void {
+  let compared = 0;
+  for (let i = 0; i < functions.functions.length; i += 997) {
+    const fn = functions.functions[i];
+    const symbol = fn && findSymbol(elf, fn.name);
+    if (!fn || !symbol) continue;
+    expect(symbol.value, fn.name).toBe(fn.entry);
+    compared++;
+  }
+  expect(compared).toBeGreaterThan(20);
+}
+
+/** The entry of `name` maps to the bytes objdump shows there; its RETs, when asked, are RET instructions. */
+async function expectEntryAndReturns(
+  binary: string,
+  elf: ElfImage,
+  functions: GoFunctionTable,
+  name: string,
+  { returns }: { returns: boolean },
+): Promise<void> {
+  const fn = functionByName(functions, name);
+  if (!fn) throw new Error(`${name} is not in the table`);
+  expect(executableSegment(elf, fn.entry)).toBeDefined();
+  const offset = vaddrToFileOffset(elf, fn.entry);
+  if (typeof offset === 'string') throw new Error(offset);
+  const expected = objdumpFirstInstructionBytes(binary, fn.entry);
+  expect(expected.length).toBeGreaterThan(0);
+  expect(elf.data.subarray(offset, offset + expected.length).equals(expected)).toBe(true);
+  if (!returns) return;
+  const offsets = await returnOffsets(binary, fn, elf);
+  if (!Array.isArray(offsets)) throw new Error(offsets.error);
+  expect(offsets.length).toBeGreaterThan(0);
+  for (const ret of offsets) expect(elf.data[ret]).toBe(0xc3);
+}
+
 describe.skipIf(!existsSync(DEBIAN_CONTAINERD))(
   `containerd 1.6 from Debian${existsSync(DEBIAN_CONTAINERD) ? '' : ' (skipped: needs /usr/bin/containerd: npm run setup installs it)'}`,
   () => {
@@ -141,31 +177,20 @@ describe.skipIf(!existsSync(DEBIAN_CONTAINERD))(
     });
 
     it('agrees with the ELF symbols on a sample across the whole table', () => {
-      let compared = 0;
-      for (let i = 0; i < functions.functions.length; i += 997) {
-        const fn = functions.functions[i];
-        const symbol = fn && findSymbol(elf, fn.name);
-        if (!fn || !symbol) continue;
-        expect(symbol.value, fn.name).toBe(fn.entry);
-        compared++;
-      }
-      expect(compared).toBeGreaterThan(20);
+      expectTableAgreesWithSymbols(elf, functions);
     });
 
     it.skipIf(!hasObjdump)(
       'maps entries into the executable segment, to the bytes objdump shows there',
-      () => {
-        for (const method of METHODS) {
-          const fn = functionByName(functions, `${CRI_SERVER_16}.${method}`);
-          if (!fn) throw new Error(method);
-          const segment = executableSegment(elf, fn.entry);
-          expect(segment).toBeDefined();
-          const offset = vaddrToFileOffset(elf, fn.entry);
-          if (typeof offset === 'string') throw new Error(offset);
-          const expected = objdumpFirstInstructionBytes(DEBIAN_CONTAINERD, fn.entry);
-          expect(expected.length).toBeGreaterThan(0);
-          expect(elf.data.subarray(offset, offset + expected.length).equals(expected)).toBe(true);
-        }
+      async () => {
+        for (const method of METHODS)
+          await expectEntryAndReturns(
+            DEBIAN_CONTAINERD,
+            elf,
+            functions,
+            `${CRI_SERVER_16}.${method}`,
+            { returns: false },
+          );
       },
     );
 
@@ -239,15 +264,7 @@ describe('containerd 1.7 from Debian trixie', () => {
   });
 
   it('agrees with the ELF symbols on a sample across the whole table', () => {
-    let compared = 0;
-    for (let i = 0; i < functions.functions.length; i += 997) {
-      const fn = functions.functions[i];
-      const symbol = fn && findSymbol(elf, fn.name);
-      if (!fn || !symbol) continue;
-      expect(symbol.value, fn.name).toBe(fn.entry);
-      compared++;
-    }
-    expect(compared).toBeGreaterThan(20);
+    expectTableAgreesWithSymbols(elf, functions);
   });
 
   it.skipIf(!hasObjdump)(
@@ -255,21 +272,11 @@ describe('containerd 1.7 from Debian trixie', () => {
     // Ten functions disassembled by objdump: past vitest's default timeout beside other test files.
     { timeout: 30_000 },
     async () => {
-      for (const server of [CRI_SERVER_16, CRI_SERVER_17_SANDBOXES]) {
-        for (const method of METHODS) {
-          const fn = functionByName(functions, `${server}.${method}`);
-          if (!fn) throw new Error(`${server}.${method}`);
-          const offset = vaddrToFileOffset(elf, fn.entry);
-          if (typeof offset === 'string') throw new Error(offset);
-          const expected = objdumpFirstInstructionBytes(TRIXIE_CONTAINERD, fn.entry);
-          expect(expected.length).toBeGreaterThan(0);
-          expect(elf.data.subarray(offset, offset + expected.length).equals(expected)).toBe(true);
-          const offsets = await returnOffsets(TRIXIE_CONTAINERD, fn, elf);
-          if (!Array.isArray(offsets)) throw new Error(offsets.error);
-          expect(offsets.length).toBeGreaterThan(0);
-          for (const ret of offsets) expect(elf.data[ret]).toBe(0xc3);
-        }
-      }
+      for (const server of [CRI_SERVER_16, CRI_SERVER_17_SANDBOXES])
+        for (const method of METHODS)
+          await expectEntryAndReturns(TRIXIE_CONTAINERD, elf, functions, `${server}.${method}`, {
+            returns: true,
+          });
     },
   );
 });
@@ -311,18 +318,10 @@ describe('containerd 2.x from Debian sid', () => {
   });
 
   it.skipIf(!hasObjdump)('maps entries to the bytes objdump shows, and finds RETs', async () => {
-    for (const method of METHODS) {
-      const fn = functionByName(functions, `${CRI_SERVER_2}.${method}`);
-      if (!fn) throw new Error(method);
-      const offset = vaddrToFileOffset(elf, fn.entry);
-      if (typeof offset === 'string') throw new Error(offset);
-      const expected = objdumpFirstInstructionBytes(SID_CONTAINERD, fn.entry);
-      expect(elf.data.subarray(offset, offset + expected.length).equals(expected)).toBe(true);
-      const offsets = await returnOffsets(SID_CONTAINERD, fn, elf);
-      if (!Array.isArray(offsets)) throw new Error(offsets.error);
-      expect(offsets.length).toBeGreaterThan(0);
-      for (const ret of offsets) expect(elf.data[ret]).toBe(0xc3);
-    }
+    for (const method of METHODS)
+      await expectEntryAndReturns(SID_CONTAINERD, elf, functions, `${CRI_SERVER_2}.${method}`, {
+        returns: true,
+      });
   });
 });
 
